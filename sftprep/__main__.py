@@ -1,0 +1,3 @@
+from sftprep.cli import main
+
+main()

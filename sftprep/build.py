@@ -1,0 +1,404 @@
+"""The build: read -> render -> tokenize -> label -> write, streaming in batches.
+
+:func:`run_build` is the one entry point (the CLI's ``build`` command is a thin
+shell over it). Records flow through in batches of ``batch_size``;
+:class:`BatchTransform` turns one batch of records into Arrow rows and a list
+of rejected records, and holds no state between batches, so the same
+transform can run in worker processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sftprep import __version__
+from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
+from sftprep.errors import ConfigError, DataError, RecordError
+from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, exploded_batches, schema_for, sequence_batch
+from sftprep.readers import InputFile, Record, expand_inputs
+from sftprep.templates import Renderer, Template, bind_template, detect_template, load_template
+from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+from sftprep.writer import ShardWriter, StagedOutput, with_metadata, write_json
+
+MANIFEST = "manifest.json"
+REJECTS = "rejects.jsonl"
+MANIFEST_FORMAT = "sftprep-manifest/1"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides a build's output. See ``sftprep build --help``."""
+
+    inputs: tuple[str, ...]
+    output: str
+    template: str | None = None
+    tokenizer: str | None = None
+    mode: str = "sequence"
+    labels: str = "shifted"
+    max_length: int | None = None
+    truncation: str = TRUNCATE_PROMPT
+    fields: dict[str, str] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+    markers: str = "text"
+    eos: str | None = None
+    shard_size: int = 256 * 2**20
+    batch_size: int = 1024
+    on_error: str = "fail"
+    max_errors: str | None = None
+    overwrite: bool = False
+    verify_prompts: bool = False
+    input_format: str | None = None
+    max_record_bytes: int = 16 * 2**20
+
+    def check(self) -> None:
+        """Collect every problem with the options and report them at once."""
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"--mode must be one of {', '.join(MODES)}")
+        if self.labels not in LABEL_STYLES:
+            problems.append(f"--labels must be one of {', '.join(LABEL_STYLES)}")
+        if self.truncation not in TRUNCATION_POLICIES:
+            problems.append(f"--truncation must be one of {', '.join(TRUNCATION_POLICIES)}")
+        if self.max_length is not None and self.max_length < 2:
+            problems.append("--max-length must be at least 2")
+        if self.on_error not in ("fail", "skip"):
+            problems.append("--on-error must be fail or skip")
+        if self.markers not in ("text", "special"):
+            problems.append("--markers must be text or special")
+        if self.batch_size < 1 or self.shard_size < 1:
+            problems.append("--batch-size and --shard-size must be positive")
+        if self.max_errors is not None:
+            try:
+                parse_max_errors(self.max_errors)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if not self.inputs:
+            problems.append("no input given")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def recorded(self) -> dict[str, Any]:
+        """The configuration as the manifest records it (no output path)."""
+        data = asdict(self)
+        for key in ("output", "overwrite"):
+            data.pop(key)
+        data["inputs"] = list(self.inputs)
+        return data
+
+
+def parse_max_errors(text: str) -> tuple[int | None, float | None]:
+    """``"10"`` -> (10, None); ``"1.5%"`` -> (None, 0.015)."""
+    try:
+        if text.endswith("%"):
+            return None, float(text[:-1]) / 100
+        return int(text), None
+    except ValueError:
+        raise ValueError(f"--max-errors must be a count (10) or a rate (0.5%), got '{text}'") from None
+
+
+@dataclass
+class Counts:
+    """What a build did, as the manifest and summary report it."""
+
+    records_read: int = 0
+    examples_written: int = 0
+    rows_written: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dropped_too_long: int = 0
+    truncated: int = 0
+    boundary_adjusted: int = 0
+    eos_in_text: int = 0
+    double_bos_removed: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped"] = dict(sorted(self.skipped.items()))
+        data["skipped_total"] = sum(self.skipped.values())
+        return data
+
+
+@dataclass
+class BatchResult:
+    batches: list[pa.RecordBatch]
+    rejects: list[tuple[Record, RecordError]]
+    counts: Counts
+
+
+class BatchTransform:
+    """One batch of records -> Arrow rows + rejected records. Stateless between batches."""
+
+    def __init__(self, renderer: Renderer, encoder: Encoder, mode: str, labels: str, schema: pa.Schema):
+        self.renderer = renderer
+        self.encoder = encoder
+        self.mode = mode
+        self.labels = labels
+        self.schema = schema
+
+    def __call__(self, records: list[Record]) -> BatchResult:
+        counts = Counts(records_read=len(records))
+        errors: dict[int, RecordError] = {}
+        prompts: list[str] = []
+        targets: list[str] = []
+        good: list[int] = []
+        for i, record in enumerate(records):
+            if record.error is not None:
+                errors[i] = record.error
+                continue
+            try:
+                prompt, target = self.renderer.render(record.data, record.where)
+            except RecordError as exc:
+                errors[i] = exc
+                continue
+            prompts.append(prompt)
+            targets.append(target)
+            good.append(i)
+        enc = self.encoder.encode(prompts, targets)
+        for j, reason, message in enc.rejected:
+            i = good[j]
+            errors[i] = RecordError(records[i].where, reason, message)
+        counts.dropped_too_long = len(enc.dropped)
+        for key, value in enc.counts.items():
+            setattr(counts, key, value)
+        kept = [records[good[j]] for j in enc.index]
+        sources = [r.source for r in kept]
+        lines = np.fromiter((r.number for r in kept), dtype=np.int64, count=len(kept))
+        if self.mode == "exploded":
+            out = list(exploded_batches(enc, sources, lines, self.schema))
+        else:
+            out = [sequence_batch(enc, sources, lines, self.labels, self.schema)]
+        counts.examples_written = len(enc)
+        counts.rows_written = sum(b.num_rows for b in out)
+        counts.tokens = int(enc.offsets[-1])
+        counts.trained_tokens = _trained(out, self.mode, self.labels)
+        rejects = [(records[i], errors[i]) for i in sorted(errors)]
+        return BatchResult(out, rejects, counts)
+
+
+def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
+    if mode == "exploded":
+        return sum(b.num_rows for b in batches)
+    return sum(int(pa.compute.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
+
+
+def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    manifest: dict[str, Any]
+
+
+class _Progress:
+    """Callbacks the CLI passes in: log lines and progress updates (both optional)."""
+
+    def __init__(self, log: Callable[[str], None] | None, advance: Callable[[int], None] | None):
+        self.log = log or (lambda message: None)
+        self.advance = advance or (lambda n: None)
+
+
+def _read_all(files: list[InputFile], progress: _Progress) -> Iterator[Record]:
+    for f in files:
+        done = 0
+        for record in f.records():
+            yield record
+            if f.bytes_read - done >= 1 << 20:
+                progress.advance(f.bytes_read - done)
+                done = f.bytes_read
+        progress.advance(f.bytes_read - done)
+
+
+class _Rejects:
+    """Handles rejected records: fail at once, or count and write them to a file."""
+
+    def __init__(self, config: BuildConfig, directory: Path):
+        self.config = config
+        self.path = directory / REJECTS
+        self.file = None
+        self.counts: Counter[str] = Counter()
+        self.limit, self.rate = parse_max_errors(config.max_errors) if config.max_errors else (None, None)
+
+    def handle(self, record: Record, error: RecordError) -> None:
+        if self.config.on_error == "fail":
+            raise error
+        self.counts[error.reason] += 1
+        if self.file is None:
+            self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        raw = record.raw if record.raw is not None else json.dumps(record.data, ensure_ascii=False)
+        entry = {"source": record.source, "line": record.number, "reason": error.reason,
+                 "field": error.field, "message": error.detail, "record": raw}  # fmt: skip
+        self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        total = sum(self.counts.values())
+        if self.limit is not None and total > self.limit:
+            raise DataError(f"{total} records rejected, more than --max-errors {self.limit}; last: {error}")
+
+    def check_rate(self, records_read: int) -> None:
+        total = sum(self.counts.values())
+        if self.rate is not None and records_read and total / records_read > self.rate:
+            raise DataError(
+                f"{total} of {records_read} records rejected ({total / records_read:.2%}), "
+                f"more than --max-errors {self.config.max_errors}"
+            )
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "mode": config.mode,
+        "labels": config.labels,
+        "ignore_index": IGNORE_INDEX,
+        "shifted": config.labels == "shifted" and config.mode == "sequence",
+        "eos_id": info.eos_id,
+        "eos_token": info.eos_token,
+        "bos_id": info.bos_id,
+        "bos_policy": "as the tokenizer's post-processor adds it (ids before the prompt: "
+        f"{info.head_ids}); a duplicate BOS from the text is removed",
+        "trained": "target tokens and EOS; never the prompt",
+    }
+
+
+def run_build(
+    config: BuildConfig,
+    log: Callable[[str], None] | None = None,
+    advance: Callable[[int], None] | None = None,
+    total_bytes: Callable[[int | None], None] | None = None,
+) -> BuildResult:
+    """Run one build and return where it went and its manifest.
+
+    Args:
+        config: the build's options.
+        log: called with one-line notes for the user (stderr in the CLI).
+        advance: called with the number of input bytes consumed since last call.
+        total_bytes: called once with the total input size (None if unknown).
+
+    Raises:
+        SftprepError: any problem, already phrased for the user.
+    """
+    config.check()
+    progress = _Progress(log, advance)
+    names = expand_inputs(config.inputs)
+    info = load_tokenizer(config.tokenizer, eos=config.eos)
+    if config.tokenizer is None:
+        progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
+    template = load_template(config.template) if config.template else None
+    files = [
+        InputFile(n, max_record_bytes=config.max_record_bytes, format=config.input_format) for n in names
+    ]
+    if total_bytes is not None:
+        sizes = [f.size for f in files]
+        total_bytes(None if None in sizes else sum(s for s in sizes if s is not None))
+    with StagedOutput(config.output, overwrite=config.overwrite) as staged:
+        rejects = _Rejects(config, staged.path)
+        try:
+            counts, template, writer, renderer = _stream(
+                config, files, info, template, staged.path, rejects, progress
+            )
+        finally:
+            rejects.close()
+        rejects.check_rate(counts.records_read)
+        counts.skipped = rejects.counts
+        manifest = _manifest(config, info, template, renderer, files, counts, writer)
+        if info.added_markers:
+            info.tokenizer.save(str(staged.path / "tokenizer.json"))
+        write_json(staged.path / MANIFEST, manifest)
+        staged.commit()
+    return BuildResult(Path(config.output), manifest)
+
+
+def _stream(config, files, info, template, directory, rejects, progress):
+    """The streaming loop. Returns (counts, template, writer, renderer)."""
+    schema = with_metadata(schema_for(config.mode, config.labels), _convention(config, info))
+    writer = ShardWriter(directory, schema, config.shard_size)
+    encoder = Encoder(info, EncodeOptions(config.max_length, config.truncation, config.verify_prompts))
+    transform: BatchTransform | None = None
+    renderer: Renderer | None = None
+    total = Counts()
+    for batch in _batched(_read_all(files, progress), config.batch_size):
+        if transform is None:
+            first = next((r for r in batch if r.error is None), None)
+            if first is None:
+                result = BatchResult(
+                    [], [(r, r.error) for r in batch if r.error], Counts(records_read=len(batch))
+                )
+            else:
+                template = template or _detect(first, progress)
+                renderer = bind_template(template, config.fields, config.variables, first.data)
+                if config.markers == "special" and template.markers:
+                    info.add_special_tokens(list(template.markers))
+                transform = BatchTransform(renderer, encoder, config.mode, config.labels, schema)
+        if transform is not None:
+            result = transform(batch)
+        for record, error in result.rejects:
+            rejects.handle(record, error)
+        for out in result.batches:
+            writer.write(out)
+        _add(total, result.counts)
+    if template is None and config.template is None and total.records_read == 0:
+        raise DataError("the input holds no records")
+    return total, template, writer, renderer
+
+
+def _detect(first: Record, progress: _Progress) -> Template:
+    template = detect_template(first.data, first.where)
+    progress.log(
+        f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.data)})"
+    )
+    return template
+
+
+def _add(total: Counts, part: Counts) -> None:
+    for key, value in asdict(part).items():
+        if key != "skipped":
+            setattr(total, key, getattr(total, key) + value)
+
+
+def _manifest(config, info, template, renderer, files, counts, writer) -> dict[str, Any]:
+    shards = writer.finish(fingerprint_extra=json.dumps(config.recorded(), sort_keys=True))
+    template_info = None
+    if template is not None:
+        template_info = {
+            "name": template.name,
+            "sha256": hashlib.sha256(template.source_text.encode()).hexdigest(),
+            "prompt": template.prompt,
+            "target": template.target,
+            "fields": dict(renderer.paths) if renderer else {},
+            "values": dict(renderer.values) if renderer else {},
+        }
+    return {
+        "format": MANIFEST_FORMAT,
+        "sftprep_version": __version__,
+        "config": config.recorded(),
+        "label_convention": json.loads(writer.schema.metadata[b"sftprep"]),
+        "tokenizer": info.identity(),
+        "template": template_info,
+        "inputs": [
+            {"name": f.name, "format": f.format, "sha256": f.sha256, "bytes": f.bytes_read} for f in files
+        ],
+        "counts": counts.as_dict(),
+        "columns": writer.schema.names,
+        "shards": shards,
+        "rejects_file": REJECTS if sum(counts.skipped.values()) else None,
+    }

@@ -1,0 +1,227 @@
+"""The ``sftprep`` command line: a thin shell over the library.
+
+Each command parses options, builds a config, calls one library function and
+turns library errors into a one-line message and a documented exit code
+(README "Exit codes"). Data goes to stdout, everything else to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from sftprep import __version__
+from sftprep.build import BuildConfig, BuildResult, run_build
+from sftprep.encode import TRUNCATION_POLICIES
+from sftprep.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SftprepError
+from sftprep.labels import LABEL_STYLES, MODES
+from sftprep.templates import load_template, parse_assignments, shipped_templates
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """``"256MB"`` -> 256000000, ``"1GiB"`` -> 1073741824, ``"4096"`` -> 4096."""
+    match = _SIZE.match(text)
+    if not match:
+        raise click.BadParameter(f"'{text}' is not a size (e.g. 256MB, 1GiB, 4096)")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    base = unit[:1]
+    factor = 1024 ** "bkmgt".index(base) if "i" in unit else _UNITS[base]
+    return int(number * factor)
+
+
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return value if isinstance(value, int) else parse_size(str(value))
+
+
+def _say(message: str) -> None:
+    click.echo(f"sftprep: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sftprep")
+@click.option("--debug", is_flag=True, help="Show a traceback for errors (for bug reports).")
+def cli(debug: bool) -> None:
+    """Turn supervised fine-tuning data into tokenized training rows.
+
+    \b
+    sftprep build data.jsonl --template qa --tokenizer tokenizer.json -o out/
+    sftprep templates
+    """
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("-t", "--template", help="Shipped template name (see `sftprep templates`) or a TOML file. "
+              "Default: chosen from the first record's fields.")  # fmt: skip
+@click.option("--tokenizer", help="tokenizer.json, a folder with one, or a Hugging Face model id "
+              "(local cache). Default: the small demo tokenizer shipped with sftprep.")  # fmt: skip
+@click.option("--mode", type=click.Choice(MODES), default="sequence", show_default=True,
+              help="sequence: one row per example; exploded: one row per trained token.")  # fmt: skip
+@click.option("--labels", type=click.Choice(LABEL_STYLES), default="shifted", show_default=True,
+              help="shifted: target_ids/loss_mask, no shift needed; hf: labels for Hugging Face models.")  # fmt: skip
+@click.option("--max-length", type=click.IntRange(min=2), help="Longest row in tokens.")
+@click.option("--truncation", type=click.Choice(TRUNCATION_POLICIES), default="prompt", show_default=True,
+              help="For rows over --max-length: prompt = cut the prompt from the left, keep the target; "
+              "target = cut the target's end (loses EOS); drop = leave the example out.")  # fmt: skip
+@click.option("-f", "--field", "fields", multiple=True, metavar="NAME=PATH",
+              help="Where a template field comes from: --field question=q, --field source=translation.de, "
+              "--field answer=answer.0. Repeatable.")  # fmt: skip
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="A template value not in the data: --var source_lang=French. Repeatable.")  # fmt: skip
+@click.option("--markers", type=click.Choice(["text", "special"]), default="text", show_default=True,
+              help="Template markers such as <SUMMARY> as plain text, or as new special tokens "
+              "(the extended tokenizer is written into the output).")  # fmt: skip
+@click.option("--eos", help="End-of-sequence token to train (default: the tokenizer's EOS).")
+@click.option("--shard-size", type=_Size(), default="256MiB", show_default=True, help="Bytes per shard.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Records per batch.")  # fmt: skip
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="fail: stop at the first bad record; skip: count it and write it to rejects.jsonl.")  # fmt: skip
+@click.option(
+    "--max-errors", metavar="N|P%", help="With --on-error skip: fail when more records are rejected."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace OUTPUT if it exists (only once the new one is done)."
+)
+@click.option("--verify-prompts", is_flag=True,
+              help="Also tokenize every prompt alone and check the row starts with exactly those ids (slower).")  # fmt: skip
+@click.option("--format", "input_format", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]),
+              help="Input format (default: detected from the content).")  # fmt: skip
+@click.option("--max-record-bytes", type=_Size(), default="16MiB", show_default=True,
+              help="Reject records larger than this.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
+    """Tokenize INPUT files into training rows in OUTPUT.
+
+    INPUT is JSONL (also .gz), a JSON array, CSV/TSV with a header, or Parquet;
+    several files and globs are read in order; - reads JSONL from stdin.
+
+    \b
+    sftprep build data.jsonl --template qa --tokenizer tokenizer.json -o out/
+    sftprep build pairs.csv -t translation -f source=de -f target=en -o out/
+    sftprep build train.jsonl --labels hf --max-length 2048 -o out/
+    cat data.jsonl | sftprep build - -t qa -o out/ --json
+    """
+    config = BuildConfig(
+        inputs=tuple(inputs),
+        output=output,
+        fields=parse_assignments(fields, "--field"),
+        variables=parse_assignments(variables, "--var"),
+        **options,
+    )
+    bar = _progress_bar(quiet)
+    try:
+        result = run_build(
+            config,
+            log=None if quiet else _say,
+            advance=bar.update if bar else None,
+            total_bytes=(lambda total: setattr(bar, "total", total)) if bar else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not quiet:
+        _summary(result)
+    if as_json:
+        click.echo(json.dumps(_json_summary(result), sort_keys=True))
+
+
+def _progress_bar(quiet: bool):
+    """A tqdm bar over input bytes, on stderr, only when stderr is a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        unit="B", unit_scale=True, unit_divisor=1024, desc="sftprep build", file=sys.stderr, leave=False
+    )
+
+
+def _json_summary(result: BuildResult) -> dict[str, Any]:
+    m = result.manifest
+    return {"output": str(result.output), "counts": m["counts"], "shards": len(m["shards"]),
+            "tokenizer": m["tokenizer"]["name"], "template": (m["template"] or {}).get("name")}  # fmt: skip
+
+
+def _summary(result: BuildResult) -> None:
+    c = result.manifest["counts"]
+    shards = len(result.manifest["shards"])
+    trained = c["trained_tokens"] / c["tokens"] if c["tokens"] else 0.0
+    rows = f"{c['rows_written']:,} rows" + (
+        f" from {c['examples_written']:,} examples" if c["rows_written"] != c["examples_written"] else ""
+    )
+    _say(
+        f"wrote {rows} to {result.output} ({shards} shard{'s' * (shards != 1)}): "
+        f"{c['tokens']:,} tokens, {c['trained_tokens']:,} trained ({trained:.1%})"
+    )
+    skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "none"
+    _say(
+        f"read {c['records_read']:,} records; skipped: {skipped}; dropped as too long: "
+        f"{c['dropped_too_long']}; truncated: {c['truncated']}; boundary adjusted: {c['boundary_adjusted']}"
+    )
+    if c["skipped_total"]:
+        _say(f"rejected records are in {result.output / 'rejects.jsonl'}")
+    added = result.manifest["tokenizer"]["added_tokens"]
+    if added:
+        _say(
+            f"added tokens {', '.join(added)}: the vocabulary is now {result.manifest['tokenizer']['vocab_size']}; "
+            f"resize the model's embeddings (tokenizer saved in {result.output / 'tokenizer.json'})"
+        )
+
+
+@cli.command()
+def templates() -> None:
+    """List the shipped templates.
+
+    \b
+    sftprep templates
+    """
+    for name in shipped_templates():
+        template = load_template(name)
+        click.echo(f"{name:<18} {template.description}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, mapping errors to one line and an exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    sys.exit(_run(lambda: cli.main(argv, prog_name="sftprep", standalone_mode=False), debug))
+
+
+def _run(invoke: Callable[[], Any], debug: bool) -> int:
+    try:
+        code = invoke()
+        return code if isinstance(code, int) else 0
+    except click.exceptions.Abort:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
+    except SftprepError as exc:
+        if debug:
+            raise
+        _say(f"error: {exc}")
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so in one line unless --debug
+        if debug:
+            raise
+        _say(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback; please report it)"
+        )
+        return EXIT_INTERNAL

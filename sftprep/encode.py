@@ -1,0 +1,260 @@
+"""Tokenize (prompt, target) pairs into one id sequence each, with the prompt length.
+
+This is where the label convention's promise is kept: in every row,
+
+* the prompt's ids are exactly the ids the tokenizer gives for the prompt text
+  alone, with the special tokens its post-processor adds (``<s>`` for Mistral)
+  -- what the model sees at inference;
+* the target's ids follow, then the EOS id (unless the target text already
+  ends with the EOS token); nothing else is trained.
+
+Tokenizing the prompt and the whole text separately would cost a second pass
+over every prompt, so each pair is tokenized once, jointly, with offsets. If
+the token that contains the first character of the target starts exactly at
+the target, no token straddles the boundary and the tokens before it are the
+prompt's own tokens: BPE merges inside a pre-token happen pair by pair, and a
+merge across the boundary would have produced a straddling token. (A test
+checks this claim on every row of the real datasets, and ``--verify-prompts``
+checks it at build time.)
+
+When a token does straddle the boundary (a *boundary merge*: the prompt ends
+without a separator, as in ``"Answer: "`` + ``"Paris"``), the prompt is
+tokenized alone and the target's part is the text the straddling token covered,
+tokenized on its own, followed by the joint tokens after it. The row is
+flagged ``boundary_adjusted`` and counted. If that re-tokenization would not
+reproduce the text exactly, the record is rejected (``boundary_merge``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sftprep.tokenizer import TokenizerInfo
+
+_ANCHOR = "\n"  # a character no tokenizer merges with a following letter
+
+TRUNCATE_PROMPT = "prompt"  # cut the prompt from the left; keep the target whole
+TRUNCATE_TARGET = "target"  # cut the target from the right (its EOS is lost)
+TRUNCATE_DROP = "drop"  # drop the example
+TRUNCATION_POLICIES = (TRUNCATE_PROMPT, TRUNCATE_TARGET, TRUNCATE_DROP)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How pairs become id sequences.
+
+    Attributes:
+        max_length: longest row in tokens, or None for no limit.
+        truncation: what to do with a longer row (see ``TRUNCATION_POLICIES``).
+        verify_prompts: also tokenize every prompt alone and compare (slower).
+    """
+
+    max_length: int | None = None
+    truncation: str = TRUNCATE_PROMPT
+    verify_prompts: bool = False
+
+
+@dataclass
+class EncodedBatch:
+    """The encoded rows of a batch, as flat arrays.
+
+    ``ids[offsets[i]:offsets[i+1]]`` is row ``i``; its first ``prompt_lens[i]``
+    tokens are not trained. ``index[i]`` is the row's position in the input
+    batch; pairs that produced no row are listed in ``rejected`` (position,
+    reason, message) or counted in ``dropped``.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    prompt_lens: np.ndarray
+    index: np.ndarray
+    truncated: np.ndarray
+    boundary_adjusted: np.ndarray
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Dropped(Exception):
+    pass
+
+
+def _strip_tail(ids: list[int], tail: list[int]) -> list[int]:
+    if tail and ids[-len(tail) :] == tail:
+        return ids[: -len(tail)]
+    return ids
+
+
+def _prompt_split(enc, boundary: int, n_head: int) -> int | None:
+    """Index of the first target token, or None when a token straddles the boundary."""
+    k = enc.char_to_token(boundary)
+    if k is None or k < n_head:
+        return None
+    start, _ = enc.token_to_chars(k)
+    return k if start == boundary else None
+
+
+class Encoder:
+    """Turns batches of (prompt, target) strings into :class:`EncodedBatch` rows."""
+
+    def __init__(self, info: TokenizerInfo, options: EncodeOptions):
+        self.info = info
+        self.options = options
+        self.tok = info.tokenizer
+        self.head = list(info.head_ids)
+        self.tail = list(info.tail_ids)
+        self.eos = info.eos_id
+        self.bos = info.bos_id
+
+    def encode(self, prompts: Sequence[str], targets: Sequence[str]) -> EncodedBatch:
+        """Encode a batch. Per-pair problems become ``rejected``/``dropped`` entries."""
+        joint = [p + t for p, t in zip(prompts, targets, strict=True)]
+        encodings = self.tok.encode_batch(joint, add_special_tokens=True)
+        alone = None
+        if self.options.verify_prompts:
+            alone = self.tok.encode_batch_fast(list(prompts), add_special_tokens=True)
+        rows: list[list[int]] = []
+        prompt_lens: list[int] = []
+        index: list[int] = []
+        truncated: list[bool] = []
+        adjusted: list[bool] = []
+        rejected: list[tuple[int, str, str]] = []
+        dropped: list[int] = []
+        counts = {"boundary_adjusted": 0, "truncated": 0, "eos_in_text": 0, "double_bos_removed": 0}
+        for i, enc in enumerate(encodings):
+            try:
+                ids, n_prompt, was_adjusted = self._split(enc, prompts[i], joint[i], alone, i)
+                ids, n_prompt = self._fix_specials(ids, n_prompt, counts)
+                ids, n_prompt, was_truncated = self._truncate(ids, n_prompt)
+            except _Rejected as exc:
+                rejected.append((i, exc.reason, str(exc)))
+                continue
+            except _Dropped:
+                dropped.append(i)
+                continue
+            counts["boundary_adjusted"] += was_adjusted
+            counts["truncated"] += was_truncated
+            rows.append(ids)
+            prompt_lens.append(n_prompt)
+            index.append(i)
+            truncated.append(was_truncated)
+            adjusted.append(was_adjusted)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = itertools.chain.from_iterable(rows)
+        return EncodedBatch(
+            ids=np.fromiter(flat, dtype=np.int32, count=int(offsets[-1])),
+            offsets=offsets,
+            prompt_lens=np.asarray(prompt_lens, dtype=np.int64),
+            index=np.asarray(index, dtype=np.int64),
+            truncated=np.asarray(truncated, dtype=bool),
+            boundary_adjusted=np.asarray(adjusted, dtype=bool),
+            rejected=rejected,
+            dropped=dropped,
+            counts=counts,
+        )
+
+    def _split(self, enc, prompt: str, joint: str, alone, i: int) -> tuple[list[int], int, bool]:
+        """Return (ids without post-processor tail, prompt length, boundary adjusted?)."""
+        ids = _strip_tail(enc.ids, self.tail)
+        k = _prompt_split(enc, len(prompt), len(self.head))
+        if k is not None and (alone is None or _strip_tail(alone[i].ids, self.tail) == ids[:k]):
+            return ids, k, False
+        new_ids, n_prompt = self._adjust_boundary(enc, ids, prompt, joint)
+        return new_ids, n_prompt, True
+
+    def _adjust_boundary(self, enc, ids: list[int], prompt: str, joint: str) -> tuple[list[int], int]:
+        """Rebuild a row whose prompt and target merged into one token (see module doc)."""
+        boundary = len(prompt)
+        prompt_ids = _strip_tail(self.tok.encode(prompt, add_special_tokens=True).ids, self.tail)
+        offsets = enc.offsets
+        first_after = next(
+            (j for j in range(len(self.head), len(ids)) if offsets[j][0] >= boundary), len(ids)
+        )
+        fragment_end = offsets[first_after][0] if first_after < len(ids) else len(joint)
+        fragment = joint[boundary:fragment_end]
+        expected = self.tok.decode(ids, skip_special_tokens=False)
+        for fragment_ids in self._fragment_candidates(fragment):
+            new_ids = prompt_ids + fragment_ids + ids[first_after:]
+            if self.tok.decode(new_ids, skip_special_tokens=False) == expected:
+                break
+        else:
+            raise _Rejected(
+                "boundary_merge",
+                "the prompt's last token merges with the target's first, and the target "
+                f"cannot be tokenized apart without changing its text (near {fragment!r}); "
+                "end the prompt with a separator the tokenizer keeps apart",
+            )
+        return new_ids, len(prompt_ids)
+
+    def _fragment_candidates(self, fragment: str) -> Iterator[list[int]]:
+        """Ways to tokenize the start of a target on its own, most natural first.
+
+        Tokenized alone, a SentencePiece-style tokenizer prepends "▁" to the
+        fragment; after an anchor ("\n") it does not, and the anchor's own
+        tokens are cut off again. The caller keeps the first candidate whose
+        row decodes to the same text.
+        """
+        if not fragment:
+            yield []
+            return
+        yield self.tok.encode(fragment, add_special_tokens=False).ids
+        anchor = self.tok.encode(_ANCHOR, add_special_tokens=False).ids
+        anchored = self.tok.encode(_ANCHOR + fragment, add_special_tokens=False).ids
+        if anchored[: len(anchor)] == anchor:
+            yield anchored[len(anchor) :]
+
+    def _fix_specials(self, ids: list[int], n_prompt: int, counts: dict[str, int]) -> tuple[list[int], int]:
+        """No double BOS, exactly one EOS at the end."""
+        if self.bos is not None and len(ids) > 1 and ids[0] == self.bos and ids[1] == self.bos:
+            ids = ids[1:]  # the text began with BOS and the post-processor added another
+            n_prompt -= 1
+            counts["double_bos_removed"] += 1
+        if len(ids) > n_prompt and ids[-1] == self.eos:
+            counts["eos_in_text"] += 1  # the target text ends with the EOS token already
+        else:
+            ids = [*ids, self.eos]
+        return ids, n_prompt
+
+    def _truncate(self, ids: list[int], n_prompt: int) -> tuple[list[int], int, bool]:
+        limit = self.options.max_length
+        if limit is None or len(ids) <= limit:
+            return ids, n_prompt, False
+        policy = self.options.truncation
+        if policy == TRUNCATE_DROP:
+            raise _Dropped()
+        if policy == TRUNCATE_TARGET:
+            if n_prompt >= limit:
+                raise _Rejected(
+                    "no_trained_token",
+                    f"the prompt alone is {n_prompt} tokens, not shorter than --max-length "
+                    f"{limit}: truncating the target leaves nothing to train",
+                )
+            return ids[:limit], n_prompt, True
+        # TRUNCATE_PROMPT: keep the head specials (BOS) and the whole target.
+        n_head = len(self.head)
+        n_target = len(ids) - n_prompt
+        room = limit - n_target - n_head
+        if room < 1:
+            raise _Rejected(
+                "target_too_long",
+                f"the target is {n_target} tokens with EOS; with --max-length {limit} no "
+                "prompt token would be left (use --truncation target to cut the target, or "
+                "raise --max-length)",
+            )
+        keep_prompt = ids[:n_head] + ids[n_prompt - room : n_prompt]
+        return keep_prompt + ids[n_prompt:], len(keep_prompt), True

@@ -1,0 +1,81 @@
+"""Errors sftprep raises, and the exit codes the CLI maps them to.
+
+Two kinds of failure exist and they are kept apart on purpose:
+
+* a *record* problem (one bad line in an input) is a :class:`RecordError`. With
+  ``--on-error fail`` it stops the build; with ``--on-error skip`` it is counted
+  under its ``reason`` code and written to the rejects file;
+* a *build* problem (missing input, unknown template, a tokenizer that does not
+  load, ...) is any other :class:`SftprepError` and always stops the build.
+
+The exit codes are part of the public contract (scripts branch on them) and are
+documented in the README.
+"""
+
+from __future__ import annotations
+
+# Exit codes: stable, documented in README.md ("Exit codes").
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug in sftprep: please report it
+EXIT_USAGE = 2  # bad options or configuration (also click's own usage errors)
+EXIT_DATA = 3  # bad input data: a bad record, or too many skipped records
+EXIT_IO = 4  # an input that cannot be read, an output that cannot be written
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT / SIGTERM, after cleaning up
+
+
+class SftprepError(Exception):
+    """Base class of every error sftprep reports to the user without a traceback."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class ConfigError(SftprepError):
+    """Bad options, an unknown template or field, an output that already exists."""
+
+    exit_code = EXIT_USAGE
+
+
+class TemplateError(ConfigError):
+    """A template file that cannot be loaded or does not fit the data."""
+
+
+class TokenizerError(ConfigError):
+    """A tokenizer that cannot be found or loaded."""
+
+
+class InputError(SftprepError):
+    """An input file that is missing or cannot be read as a whole."""
+
+    exit_code = EXIT_IO
+
+
+class OutputError(SftprepError):
+    """The output cannot be written (permissions, full disk, ...)."""
+
+    exit_code = EXIT_IO
+
+
+class DataError(SftprepError):
+    """The data is bad: a rejected record under ``--on-error fail``, or too many skips."""
+
+    exit_code = EXIT_DATA
+
+
+class RecordError(DataError):
+    """One input record that cannot become a training row.
+
+    Args:
+        where: ``file:line`` (or ``file: record N``) of the record.
+        reason: a stable, machine-readable reason code such as ``missing_field``;
+            the manifest and summary count skipped records per reason.
+        message: what was expected and what was found, for a human.
+        field: the template field involved, if any.
+    """
+
+    def __init__(self, where: str, reason: str, message: str, field: str | None = None):
+        self.where = where
+        self.reason = reason
+        self.field = field
+        self.detail = message
+        prefix = f"{where}: field '{field}': " if field else f"{where}: "
+        super().__init__(prefix + message)

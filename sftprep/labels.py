@@ -1,0 +1,196 @@
+"""Labels and loss masks from encoded rows, vectorised, and the Arrow rows they become.
+
+The label convention, once (README "Label conventions" says the same):
+
+Take a row ``ids`` of length ``n`` whose first ``p`` tokens are the prompt.
+Position ``t``'s logits predict ``ids[t+1]``. A token ``ids[j]`` is *trained*
+when ``j >= max(p, 1)``: it belongs to the target or is the EOS, and there is a
+position before it to predict it from.
+
+* ``--labels shifted`` (default): ``target_ids[t] = ids[t+1]`` where ``ids[t+1]``
+  is trained, else -100; ``target_ids[n-1] = -100``; ``loss_mask = target_ids != -100``.
+  ``F.cross_entropy(logits.view(-1, V), target_ids.view(-1), ignore_index=-100)``
+  is the loss, with no further shift.
+* ``--labels hf``: ``labels[j] = ids[j]`` where ``ids[j]`` is trained, else -100,
+  unshifted: Hugging Face models shift inside their loss.
+* ``--mode exploded``: one row per trained token ``j``: ``input_ids = ids[:j]``,
+  ``target_id = ids[j]``.
+
+All three train exactly the same (prefix, next token) pairs.
+
+Example, ``ids = [1, 50, 51, 60, 2]`` with ``p = 3`` (``<s>`` + a 2-token prompt,
+target 60, EOS 2):  shifted ``target_ids = [-100, -100, 60, 2, -100]``,
+``hf labels = [-100, -100, -100, 60, 2]``; exploded rows ``[1, 50, 51] -> 60``
+and ``[1, 50, 51, 60] -> 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sftprep.encode import EncodedBatch
+
+IGNORE_INDEX = -100
+MODES = ("sequence", "exploded")
+LABEL_STYLES = ("shifted", "hf")
+
+ID_TYPE = pa.int32()
+MASK_TYPE = pa.int8()
+
+# Columns every row carries, after the model columns.
+META_FIELDS = [
+    pa.field("source_file", pa.string()),
+    pa.field("source_line", pa.int64()),
+    pa.field("num_trained_tokens", pa.int32()),
+    pa.field("truncated", pa.bool_()),
+    pa.field("boundary_adjusted", pa.bool_()),
+]
+
+
+def schema_for(mode: str, labels: str) -> pa.Schema:
+    """The one Arrow schema of a build's rows."""
+    ids = pa.list_(ID_TYPE)
+    if mode == "exploded":
+        model = [pa.field("input_ids", ids), pa.field("target_id", ID_TYPE), pa.field("position", pa.int32())]
+    elif labels == "hf":
+        model = [
+            pa.field("input_ids", ids),
+            pa.field("attention_mask", pa.list_(MASK_TYPE)),
+            pa.field("labels", ids),
+        ]
+    else:
+        model = [
+            pa.field("input_ids", ids),
+            pa.field("target_ids", ids),
+            pa.field("loss_mask", pa.list_(MASK_TYPE)),
+        ]
+    return pa.schema(model + META_FIELDS)
+
+
+def _row_of_token(offsets: np.ndarray) -> np.ndarray:
+    """For each flat token, the index of its row. ``[0, 2, 5] -> [0, 0, 1, 1, 1]``."""
+    lengths = np.diff(offsets)
+    return np.repeat(np.arange(len(lengths)), lengths)
+
+
+def trained_token_mask(offsets: np.ndarray, prompt_lens: np.ndarray) -> np.ndarray:
+    """True for each flat token that is trained (``j >= max(p, 1)`` in its row)."""
+    rows = _row_of_token(offsets)
+    position = np.arange(offsets[-1]) - offsets[:-1][rows]
+    return position >= np.maximum(prompt_lens, 1)[rows]
+
+
+def hf_labels(ids: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """Unshifted labels: the id where trained, else -100."""
+    return np.where(trained, ids, IGNORE_INDEX).astype(np.int32)
+
+
+def shifted_labels(ids: np.ndarray, offsets: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """``target_ids[t] = ids[t+1]`` where ``ids[t+1]`` is trained, -100 elsewhere."""
+    target = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+    if len(ids) > 1:
+        nxt = trained[1:].copy()
+        # The token after a row's last position is the next row's first: never a target.
+        row_ends = offsets[1:-1] - 1
+        nxt[row_ends[row_ends < len(nxt)]] = False
+        target[:-1] = np.where(nxt, ids[1:], IGNORE_INDEX)
+    return target
+
+
+def _list_array(offsets: np.ndarray, values: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type))
+
+
+def sequence_batch(
+    enc: EncodedBatch, sources: list[str], lines: np.ndarray, labels: str, schema: pa.Schema
+) -> pa.RecordBatch:
+    """Arrow rows for sequence mode: one row per example.
+
+    Args:
+        enc: the encoded rows.
+        sources / lines: each row's input file and line (or record) number.
+        labels: ``"shifted"`` or ``"hf"``.
+        schema: from :func:`schema_for`.
+    """
+    trained = trained_token_mask(enc.offsets, enc.prompt_lens)
+    if labels == "hf":
+        model = [
+            _list_array(enc.offsets, enc.ids, ID_TYPE),
+            _list_array(enc.offsets, np.ones(len(enc.ids), dtype=np.int8), MASK_TYPE),
+            _list_array(enc.offsets, hf_labels(enc.ids, trained), ID_TYPE),
+        ]
+    else:
+        target = shifted_labels(enc.ids, enc.offsets, trained)
+        model = [
+            _list_array(enc.offsets, enc.ids, ID_TYPE),
+            _list_array(enc.offsets, target, ID_TYPE),
+            _list_array(enc.offsets, (target != IGNORE_INDEX).astype(np.int8), MASK_TYPE),
+        ]
+    n_trained = np.add.reduceat(trained.astype(np.int32), enc.offsets[:-1]) if len(enc) else np.zeros(0)
+    return pa.RecordBatch.from_arrays(
+        model + _meta(sources, lines, n_trained, enc.truncated, enc.boundary_adjusted), schema=schema
+    )
+
+
+def _meta(sources, lines, n_trained, truncated, adjusted) -> list[pa.Array]:
+    return [
+        pa.array(sources, pa.string()),
+        pa.array(lines, pa.int64()),
+        pa.array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
+        pa.array(truncated, pa.bool_()),
+        pa.array(adjusted, pa.bool_()),
+    ]
+
+
+def exploded_batches(
+    enc: EncodedBatch,
+    sources: list[str],
+    lines: np.ndarray,
+    schema: pa.Schema,
+    max_values: int = 8 * 2**20,
+) -> Iterator[pa.RecordBatch]:
+    """Arrow rows for exploded mode: one row per trained token, prefix -> next token.
+
+    The rows of one example grow with the square of its length, so they are
+    yielded in record batches of at most about ``max_values`` prefix ids.
+    """
+    trained = trained_token_mask(enc.offsets, enc.prompt_lens)
+    token_rows = _row_of_token(enc.offsets)
+    targets = np.flatnonzero(trained)  # flat index of each exploded row's target
+    example = token_rows[targets]
+    prefix_len = targets - enc.offsets[:-1][example]
+    ends = np.cumsum(prefix_len)
+    start = 0
+    while start < len(targets):
+        budget = (ends[start - 1] if start else 0) + max_values
+        stop = max(start + 1, int(np.searchsorted(ends, budget, side="right")))
+        yield _exploded_chunk(
+            enc, targets[start:stop], example[start:stop], prefix_len[start:stop], sources, lines, schema
+        )
+        start = stop
+
+
+def _exploded_chunk(enc, targets, example, prefix_len, sources, lines, schema) -> pa.RecordBatch:
+    offsets = np.zeros(len(targets) + 1, dtype=np.int64)
+    np.cumsum(prefix_len, out=offsets[1:])
+    # The prefix of row k is ids[row_start : target]: gather all of them at once.
+    row_start = enc.offsets[:-1][example]
+    gather = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - row_start, prefix_len)
+    ones = np.ones(len(targets), dtype=np.int32)
+    columns: list[Any] = [
+        _list_array(offsets, enc.ids[gather], ID_TYPE),
+        pa.array(enc.ids[targets], ID_TYPE),
+        pa.array(prefix_len.astype(np.int32), pa.int32()),
+    ]
+    columns += _meta(
+        [sources[e] for e in example],
+        lines[example],
+        ones,
+        enc.truncated[example],
+        enc.boundary_adjusted[example],
+    )
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

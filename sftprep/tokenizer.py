@@ -1,0 +1,241 @@
+"""Find and load a Hugging Face ``tokenizers`` tokenizer, with its special tokens.
+
+``--tokenizer`` accepts a ``tokenizer.json`` file, a folder holding one (with
+``tokenizer_config.json`` / ``special_tokens_map.json`` beside it for the
+bos/eos/pad tokens and the chat template), or a model id looked up in the
+local Hugging Face cache (and on the hub when it is reachable). Without it,
+the small demo tokenizer shipped in the package is used.
+
+Two things are changed on the loaded tokenizer, neither of which changes ids:
+padding and truncation stored in the file are switched off (sftprep decides
+lengths itself), and offset trimming is switched off so that token offsets
+cover every character, which the prompt/target boundary check relies on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tokenizers import AddedToken, Tokenizer
+
+from sftprep.errors import TokenizerError
+
+DEFAULT_TOKENIZER = Path(__file__).resolve().parent / "assets" / "default-tokenizer.json"
+
+# Tried in order when the tokenizer's files name no EOS token (gpt2's
+# tokenizer.json alone has none).
+_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|eot_id|>", "<|im_end|>")
+
+
+@dataclass
+class TokenizerInfo:
+    """A loaded tokenizer and what sftprep needs to know about it.
+
+    Attributes:
+        tokenizer: the ``tokenizers.Tokenizer`` (padding/truncation off).
+        name: what the user passed (or ``"default"``), for messages and the manifest.
+        sha256: hash of the tokenizer's JSON as loaded from disk, before any
+            tokens were added.
+        config: the parsed ``tokenizer_config.json`` (empty if there is none).
+        bos_token / eos_token / pad_token: special token strings, or None.
+        head_ids / tail_ids: the ids the post-processor puts before and after
+            a single sequence (``[1]`` / ``[]`` for Mistral's ``<s>``).
+        added_markers: tokens sftprep added (template markers, a new EOS).
+    """
+
+    tokenizer: Tokenizer
+    name: str
+    sha256: str
+    config: dict[str, Any] = field(default_factory=dict)
+    bos_token: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+    head_ids: list[int] = field(default_factory=list)
+    tail_ids: list[int] = field(default_factory=list)
+    added_markers: list[str] = field(default_factory=list)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def token_id(self, token: str | None) -> int | None:
+        return None if token is None else self.tokenizer.token_to_id(token)
+
+    @property
+    def eos_id(self) -> int:
+        eos = self.token_id(self.eos_token)
+        assert eos is not None, "load_tokenizer guarantees an EOS id"
+        return eos
+
+    @property
+    def bos_id(self) -> int | None:
+        return self.token_id(self.bos_token)
+
+    @property
+    def chat_template(self) -> str | None:
+        template = self.config.get("chat_template")
+        return template if isinstance(template, str) else None
+
+    def add_special_tokens(self, tokens: list[str]) -> list[str]:
+        """Add tokens as special tokens (never split, never merged); return the new ones."""
+        new = [t for t in tokens if self.tokenizer.token_to_id(t) is None]
+        if new:
+            self.tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in new])
+            self.added_markers.extend(new)
+        return new
+
+    def identity(self) -> dict[str, Any]:
+        """What the manifest records about the tokenizer."""
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "vocab_size": self.vocab_size,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "eos_id": self.eos_id,
+            "pad_token": self.pad_token,
+            "post_processor_adds": {"before": self.head_ids, "after": self.tail_ids},
+            "added_tokens": list(self.added_markers),
+        }
+
+
+def _token_str(value: Any) -> str | None:
+    """tokenizer_config.json stores special tokens as strings or AddedToken dicts."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"{path}: cannot read: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _from_hf_cache(model_id: str, tried: list[str]) -> Path | None:
+    """The folder of ``model_id``'s tokenizer in the local HF cache, or the hub."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HFValidationError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with datasets
+        tried.append("the Hugging Face cache (huggingface_hub is not installed)")
+        return None
+    for local_only in (True, False):
+        where = "the local Hugging Face cache" if local_only else "the Hugging Face hub"
+        try:
+            path = hf_hub_download(model_id, "tokenizer.json", local_files_only=local_only)
+        except HFValidationError:
+            tried.append(f"'{model_id}' is not a valid model id")
+            return None
+        except Exception as exc:  # offline, not found, gated: all mean "not there"
+            tried.append(f"{where} ({type(exc).__name__})")
+            continue
+        folder = Path(path).parent
+        for extra in ("tokenizer_config.json", "special_tokens_map.json"):
+            with contextlib.suppress(Exception):  # optional files
+                hf_hub_download(model_id, extra, local_files_only=local_only)
+        return folder
+    return None
+
+
+def _locate(spec: str) -> tuple[Path, Path | None]:
+    """Return (tokenizer.json, folder with the config files or None)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path, path.parent
+    if path.is_dir():
+        candidate = path / "tokenizer.json"
+        if candidate.is_file():
+            return candidate, path
+        raise TokenizerError(f"tokenizer folder {spec} has no tokenizer.json")
+    tried = [f"a file or folder named '{spec}' (not found)"]
+    folder = _from_hf_cache(spec, tried)
+    if folder is not None:
+        return folder / "tokenizer.json", folder
+    raise TokenizerError(f"cannot find tokenizer '{spec}': tried " + "; ".join(tried))
+
+
+def _untrimmed(data: Any) -> Any:
+    """A copy of the tokenizer JSON with every ``trim_offsets`` switched off.
+
+    Trimmed offsets leave the leading space of ``Ġword`` outside the token's
+    span; the boundary check needs spans that cover every character.
+    """
+    if isinstance(data, dict):
+        return {k: (False if k == "trim_offsets" else _untrimmed(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_untrimmed(v) for v in data]
+    return data
+
+
+def _post_processor_ids(tok: Tokenizer) -> tuple[list[int], list[int]]:
+    """Ids the post-processor adds before and after a single sequence."""
+    probe = "a"
+    plain = tok.encode(probe, add_special_tokens=False).ids
+    full = tok.encode(probe, add_special_tokens=True).ids
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    raise TokenizerError("cannot tell which tokens the tokenizer's post-processor adds")
+
+
+def load_tokenizer(spec: str | None, eos: str | None = None) -> TokenizerInfo:
+    """Load a tokenizer for a build.
+
+    Args:
+        spec: path to ``tokenizer.json``, a folder, a model id, or None for the
+            shipped demo tokenizer.
+        eos: override the end-of-sequence token (``--eos``); a string that is
+            not in the vocabulary is added as a special token.
+
+    Raises:
+        TokenizerError: not found, does not load, or has no usable EOS token.
+    """
+    json_path, folder = (DEFAULT_TOKENIZER, None) if spec is None else _locate(spec)
+    name = "default" if spec is None else spec
+    try:
+        raw = json_path.read_bytes()
+        data = json.loads(raw)
+        tok = Tokenizer.from_str(json.dumps(_untrimmed(data)))
+    except Exception as exc:  # tokenizers raises plain Exception on bad files
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TokenizerError(f"{json_path}: tokenizer does not load: {message}") from None
+    tok.no_padding()
+    tok.no_truncation()
+    config = _read_json(folder / "tokenizer_config.json") if folder else {}
+    special_map = _read_json(folder / "special_tokens_map.json") if folder else {}
+
+    def pick(key: str) -> str | None:
+        return _token_str(config.get(key)) or _token_str(special_map.get(key))
+
+    info = TokenizerInfo(
+        tokenizer=tok,
+        name=name,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        config=config,
+        bos_token=pick("bos_token"),
+        eos_token=pick("eos_token"),
+        pad_token=pick("pad_token"),
+    )
+    if eos is not None:
+        info.add_special_tokens([eos])
+        info.eos_token = eos
+    elif info.eos_token is None or tok.token_to_id(info.eos_token) is None:
+        found = next((c for c in _EOS_CANDIDATES if tok.token_to_id(c) is not None), None)
+        if found is None:
+            raise TokenizerError(
+                f"{name}: the tokenizer names no end-of-sequence token and has none of "
+                f"{', '.join(_EOS_CANDIDATES)}; choose one with --eos TOKEN"
+            )
+        info.eos_token = found
+    info.head_ids, info.tail_ids = _post_processor_ids(tok)
+    return info

@@ -1,0 +1,212 @@
+"""Write rows as Arrow shards that ``datasets.load_from_disk`` opens, atomically.
+
+Layout of an output directory (what ``Dataset.save_to_disk`` writes, plus ours)::
+
+    out/
+      data-00000-of-00002.arrow   Arrow IPC stream shards, bounded in size
+      data-00001-of-00002.arrow
+      dataset_info.json           features, for datasets
+      state.json                  shard list and fingerprint, for datasets
+      manifest.json               sftprep's record of the build (written last)
+      rejects.jsonl               records skipped with --on-error skip (if any)
+
+Everything is written into a hidden sibling directory first; the build renames
+it to its final name only when it is complete, so an interrupted build never
+leaves a directory that looks finished. An existing output replaced with
+``--overwrite`` stays intact until the new one is ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from sftprep.errors import ConfigError, OutputError
+
+STAGING_PREFIX = ".sftprep-tmp-"
+
+
+def _features_dict(schema: pa.Schema) -> dict[str, Any]:
+    # datasets is imported here only: it takes a second to import and the hot
+    # path does not need it.
+    from datasets import Features
+
+    return Features.from_arrow_schema(schema).to_dict()
+
+
+def with_metadata(schema: pa.Schema, convention: dict[str, Any]) -> pa.Schema:
+    """The schema with datasets' features and sftprep's label convention attached."""
+    hf = {"info": {"features": _features_dict(schema)}}
+    return schema.with_metadata(
+        {"huggingface": json.dumps(hf, sort_keys=True), "sftprep": json.dumps(convention, sort_keys=True)}
+    )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class StagedOutput:
+    """A directory built under a temporary name and moved into place at the end.
+
+    Use as a context manager: leaving it with an exception removes the staging
+    directory; :meth:`commit` renames it to the final path.
+    """
+
+    def __init__(self, final: str | os.PathLike[str], overwrite: bool = False):
+        self.final = Path(final)
+        self.overwrite = overwrite
+        if self.final.exists() and not overwrite:
+            raise ConfigError(f"output {self.final} exists; pass --overwrite to replace it")
+        if self.final.exists() and not self.final.is_dir():
+            raise ConfigError(f"output {self.final} exists and is not a directory")
+        parent = self.final.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(_mkdtemp(parent, STAGING_PREFIX + self.final.name + "-"))
+        except OSError as exc:
+            raise OutputError(f"cannot create output in {parent}: {exc.strerror}") from None
+
+    def __enter__(self) -> StagedOutput:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(self) -> None:
+        """Move the finished directory into place (replacing an old one last)."""
+        old = None
+        try:
+            if self.final.exists():
+                old = self.final.with_name(f"{STAGING_PREFIX}{self.final.name}-old-{os.getpid()}")
+                os.rename(self.final, old)
+            os.rename(self.path, self.final)
+        except OSError as exc:
+            if old is not None and not self.final.exists():
+                os.rename(old, self.final)
+            raise OutputError(f"cannot move the output into place at {self.final}: {exc.strerror}") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _mkdtemp(parent: Path, prefix: str) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+class ShardWriter:
+    """Writes record batches into Arrow stream shards of bounded size.
+
+    Args:
+        directory: where the shards go (the staging directory).
+        schema: the one schema of every batch, with metadata attached.
+        shard_bytes: start a new shard once one holds this many bytes.
+    """
+
+    def __init__(self, directory: Path, schema: pa.Schema, shard_bytes: int):
+        self.directory = Path(directory)
+        self.schema = schema
+        self.shard_bytes = shard_bytes
+        self.shards: list[dict[str, Any]] = []
+        self._sink: pa.NativeFile | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append rows, splitting the batch where a shard fills up."""
+        row_bytes = max(1, batch.nbytes // max(1, batch.num_rows))
+        start = 0
+        while start < batch.num_rows:
+            if self._writer is None:
+                self._open()
+            assert self._writer is not None and self._sink is not None
+            room = self.shard_bytes - self._sink.tell()
+            count = min(batch.num_rows - start, max(1, room // row_bytes))
+            try:
+                self._writer.write_batch(batch.slice(start, count))
+            except OSError as exc:
+                raise OutputError(f"cannot write to {self.directory}: {exc}") from None
+            self._rows += count
+            start += count
+            if self._sink.tell() >= self.shard_bytes:
+                self._close()
+
+    def _open(self) -> None:
+        name = f"shard-{len(self.shards):05d}.arrow"
+        self._sink = pa.OSFile(str(self.directory / name), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+        self.shards.append({"filename": name, "num_rows": 0})
+
+    def _close(self) -> None:
+        if self._writer is None:
+            return
+        assert self._sink is not None
+        self._writer.close()
+        self._sink.close()
+        self.shards[-1]["num_rows"] = self._rows
+        self._writer = self._sink = None
+        self._rows = 0
+
+    def finish(self, fingerprint_extra: str = "") -> list[dict[str, Any]]:
+        """Close the last shard, give shards their final names, write datasets' files.
+
+        Returns:
+            One dict per shard: filename, num_rows, num_bytes, sha256.
+        """
+        self._close()
+        if not self.shards:  # no rows at all: still a loadable, empty dataset
+            self._open()
+            self._close()
+        total = len(self.shards)
+        for i, shard in enumerate(self.shards):
+            final = f"data-{i:05d}-of-{total:05d}.arrow"
+            os.rename(self.directory / shard["filename"], self.directory / final)
+            shard["filename"] = final
+            shard["num_bytes"] = (self.directory / final).stat().st_size
+            shard["sha256"] = sha256_file(self.directory / final)
+        fingerprint = hashlib.sha256(
+            ("".join(s["sha256"] for s in self.shards) + fingerprint_extra).encode()
+        ).hexdigest()[:16]
+        state = {
+            "_data_files": [{"filename": s["filename"]} for s in self.shards],
+            "_fingerprint": fingerprint,
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        info = {
+            "citation": "",
+            "description": "Tokenized supervised fine-tuning rows written by sftprep.",
+            "features": json.loads(self.schema.metadata[b"huggingface"])["info"]["features"],
+            "homepage": "",
+            "license": "",
+        }
+        write_json(self.directory / "state.json", state)
+        write_json(self.directory / "dataset_info.json", info)
+        return self.shards
+
+
+def write_json(path: Path, data: Any) -> None:
+    try:
+        path.write_text(
+            json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None

@@ -1,0 +1,147 @@
+"""End-to-end builds: files in, shards out, loaded with datasets, labels checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from datasets import load_from_disk
+
+from sftprep import BuildConfig, run_build
+from sftprep.templates import bind_template, load_template
+from sftprep.tokenizer import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_data"
+
+
+def build(tmp_path: Path, *inputs: str, name: str = "out", **options):
+    config = BuildConfig(inputs=tuple(inputs), output=str(tmp_path / name), **options)
+    return run_build(config)
+
+
+def test_sample_build_with_defaults(tmp_path):
+    result = build(tmp_path, str(SAMPLES / "qa.jsonl"))
+    ds = load_from_disk(str(result.output))
+    assert ds.column_names[:3] == ["input_ids", "target_ids", "loss_mask"]
+    manifest = json.loads((result.output / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["records_read"] == len(ds) == counts["rows_written"] == 42
+    assert manifest["template"]["name"] == "qa"
+    assert manifest["tokenizer"]["name"] == "default"
+    assert counts["trained_tokens"] == sum(sum(m) for m in ds["loss_mask"])
+    assert counts["tokens"] == sum(len(r) for r in ds["input_ids"])
+    shard = result.output / manifest["shards"][0]["filename"]
+    with pa.ipc.open_stream(shard) as reader:
+        meta = json.loads(reader.schema.metadata[b"sftprep"])
+    assert meta["labels"] == "shifted" and meta["ignore_index"] == -100
+
+
+@pytest.mark.parametrize("name", ["qa.csv", "summarization.jsonl", "summarization.csv", "translation.jsonl"])
+def test_other_samples_build(tmp_path, name):
+    options = {}
+    if name == "summarization.csv":
+        options = {"template": "summarization"}
+    result = build(tmp_path, str(SAMPLES / name), **options)
+    assert len(load_from_disk(str(result.output))) == result.manifest["counts"]["records_read"] > 20
+
+
+def test_translation_csv_with_field_mapping(tmp_path):
+    result = build(
+        tmp_path, str(SAMPLES / "translation.csv"), template="translation",
+        fields={"source": "de", "target": "en"},
+    )  # fmt: skip
+    assert result.manifest["template"]["values"] == {"source_lang": "German", "target_lang": "English"}
+
+
+def _bigram_logprobs(vocab: int, seed: int = 0):
+    """A tiny causal LM: logits at a position depend on the current token only."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(vocab, 8)).astype(np.float32)
+    out = rng.normal(size=(8, vocab)).astype(np.float32)
+
+    def logprobs(tokens: np.ndarray) -> np.ndarray:
+        logits = emb[tokens] @ out
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+    return logprobs
+
+
+@pytest.mark.parametrize("tokenizer", [None, "mistral-7b-v0.1"])
+def test_one_loss_three_conventions(tmp_path, tokenizer, tokenizer_path):
+    """Mean loss from shifted rows, from hf rows (shifted as the model does), and from exploded rows agree."""
+    tok = tokenizer_path(tokenizer) if tokenizer else None
+    data = str(SAMPLES / "qa.jsonl")
+    seq = load_from_disk(str(build(tmp_path, data, name="s", tokenizer=tok).output))
+    hf = load_from_disk(str(build(tmp_path, data, name="h", tokenizer=tok, labels="hf").output))
+    exp = load_from_disk(str(build(tmp_path, data, name="e", tokenizer=tok, mode="exploded").output))
+    logprobs = _bigram_logprobs(load_tokenizer(tok).vocab_size)
+
+    def nll(ids, targets):
+        lp = logprobs(np.asarray(ids))
+        keep = np.asarray(targets) != -100
+        return -lp[np.flatnonzero(keep), np.asarray(targets)[keep]]
+
+    a = np.concatenate([nll(r["input_ids"], r["target_ids"]) for r in seq])
+    b = np.concatenate([nll(r["input_ids"][:-1], r["labels"][1:]) for r in hf])
+    c = np.array([-logprobs(np.asarray(r["input_ids"][-1:]))[0, r["target_id"]] for r in exp])
+    assert len(a) == len(b) == len(c) == sum(seq["num_trained_tokens"])
+    assert a.mean() == pytest.approx(b.mean(), rel=1e-6) == pytest.approx(c.mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("parts", "template", "fields"),
+    [
+        (("qa", "NQ-open.dev.jsonl"), "qa", {"answer": "answer.0"}),
+        (("qa", "simple_qa_test_set.csv"), None, {}),
+        (("summarization", "dialogsum.dev.jsonl"), None, {}),
+        (("translation", "alma_valid.de-en.json"), None, {}),
+        (("instruction", "alpaca_5000.json"), None, {}),
+    ],
+    ids=lambda v: v[-1] if isinstance(v, tuple) else str(v),
+)
+@pytest.mark.parametrize("tokenizer", ["gpt2", "mistral-7b-v0.1"])
+def test_real_data_trained_span_is_target_plus_eos(tmp_path, parts, template, fields, tokenizer,
+                                                   data_path, tokenizer_path):  # fmt: skip
+    """Every row: the trained tokens decode to the record's target text, then EOS."""
+    path = data_path(*parts)
+    result = build(tmp_path, path, template=template, tokenizer=tokenizer_path(tokenizer), fields=fields,
+                   on_error="skip")  # fmt: skip
+    ds = load_from_disk(str(result.output))
+    info = load_tokenizer(tokenizer_path(tokenizer))
+    records = _records_by_line(path)
+    manifest = result.manifest
+    renderer = bind_template(load_template(manifest["template"]["name"]), fields,
+                             first_record=records[min(records)])  # fmt: skip
+    assert len(ds) + manifest["counts"]["skipped_total"] == manifest["counts"]["records_read"]
+    for row in ds:
+        _, target = renderer.render(records[row["source_line"]], "x")
+        trained = [t for t in row["target_ids"] if t != -100]
+        assert trained[-1] == info.eos_id
+        text = info.tokenizer.decode(trained[:-1], skip_special_tokens=False)
+        assert text.strip() == target.strip(), row["source_line"]
+        assert row["num_trained_tokens"] == len(trained)
+
+
+def _records_by_line(path: str) -> dict[int, dict]:
+    from sftprep.readers import InputFile
+
+    return {r.number: r.data for r in InputFile(path).records() if r.data is not None}
+
+
+def test_same_input_same_bytes(tmp_path, tokenizer_path):
+    a = build(
+        tmp_path, str(SAMPLES / "qa.jsonl"), name="a", tokenizer=tokenizer_path("gpt2"), shard_size=2000
+    )
+    b = build(
+        tmp_path, str(SAMPLES / "qa.jsonl"), name="b", tokenizer=tokenizer_path("gpt2"), shard_size=2000
+    )
+    files = sorted(p.name for p in a.output.iterdir())
+    assert len(a.manifest["shards"]) > 1
+    assert files == sorted(p.name for p in b.output.iterdir())
+    for name in files:
+        assert (a.output / name).read_bytes() == (b.output / name).read_bytes(), name
