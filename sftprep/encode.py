@@ -63,7 +63,9 @@ class EncodedBatch:
     """The encoded rows of a batch, as flat arrays.
 
     ``ids[offsets[i]:offsets[i+1]]`` is row ``i``; its first ``prompt_lens[i]``
-    tokens are not trained. ``index[i]`` is the row's position in the input
+    tokens are not trained. Encoders whose rows train several spans (chat:
+    every assistant turn) set ``trained``, one flag per flat token, instead;
+    ``prompt_lens`` then holds each row's count of leading untrained tokens. ``index[i]`` is the row's position in the input
     batch; pairs that produced no row are listed in ``rejected`` (position,
     reason, message) or counted in ``dropped``.
     """
@@ -75,6 +77,7 @@ class EncodedBatch:
     truncated: np.ndarray
     boundary_adjusted: np.ndarray
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    trained: np.ndarray | None = None
     dropped: list[int] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 

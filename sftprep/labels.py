@@ -77,10 +77,19 @@ def _row_of_token(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(lengths)), lengths)
 
 
-def trained_token_mask(offsets: np.ndarray, prompt_lens: np.ndarray) -> np.ndarray:
-    """True for each flat token that is trained (``j >= max(p, 1)`` in its row)."""
+def trained_token_mask(
+    offsets: np.ndarray, prompt_lens: np.ndarray, trained: np.ndarray | None = None
+) -> np.ndarray:
+    """True for each flat token that is trained.
+
+    That is ``j >= max(p, 1)`` in its row; with an explicit ``trained`` flag per
+    token (chat rows), those flags, except that a row's first token is never
+    trained: no position comes before it to predict it.
+    """
     rows = _row_of_token(offsets)
     position = np.arange(offsets[-1]) - offsets[:-1][rows]
+    if trained is not None:
+        return trained & (position >= 1)
     return position >= np.maximum(prompt_lens, 1)[rows]
 
 
@@ -116,7 +125,7 @@ def sequence_batch(
         labels: ``"shifted"`` or ``"hf"``.
         schema: from :func:`schema_for`.
     """
-    trained = trained_token_mask(enc.offsets, enc.prompt_lens)
+    trained = trained_token_mask(enc.offsets, enc.prompt_lens, enc.trained)
     if labels == "hf":
         model = [
             _list_array(enc.offsets, enc.ids, ID_TYPE),
@@ -158,7 +167,7 @@ def exploded_batches(
     The rows of one example grow with the square of its length, so they are
     yielded in record batches of at most about ``max_values`` prefix ids.
     """
-    trained = trained_token_mask(enc.offsets, enc.prompt_lens)
+    trained = trained_token_mask(enc.offsets, enc.prompt_lens, enc.trained)
     token_rows = _row_of_token(enc.offsets)
     targets = np.flatnonzero(trained)  # flat index of each exploded row's target
     example = token_rows[targets]
