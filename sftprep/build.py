@@ -10,7 +10,9 @@ transform can run in worker processes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,12 +24,13 @@ import pyarrow as pa
 
 from sftprep import __version__
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
-from sftprep.errors import ConfigError, DataError, RecordError
+from sftprep.errors import ConfigError, DataError, OutputError, RecordError
 from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, exploded_batches, schema_for, sequence_batch
+from sftprep.parallel import run_transform
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import Renderer, Template, bind_template, detect_template, load_template
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
-from sftprep.writer import ShardWriter, StagedOutput, with_metadata, write_json
+from sftprep.writer import ShardWriter, StagedOutput, check_output, with_metadata, write_json
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"
@@ -58,6 +61,7 @@ class BuildConfig:
     verify_prompts: bool = False
     input_format: str | None = None
     max_record_bytes: int = 16 * 2**20
+    workers: int = 1
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -81,6 +85,8 @@ class BuildConfig:
                 parse_max_errors(self.max_errors)
             except ValueError as exc:
                 problems.append(str(exc))
+        if self.workers < 1:
+            problems.append("--workers must be at least 1")
         if not self.inputs:
             problems.append("no input given")
         if problems:
@@ -89,7 +95,7 @@ class BuildConfig:
     def recorded(self) -> dict[str, Any]:
         """The configuration as the manifest records it (no output path)."""
         data = asdict(self)
-        for key in ("output", "overwrite"):
+        for key in ("output", "overwrite", "workers"):  # none of these change the rows
             data.pop(key)
         data["inputs"] = list(self.inputs)
         return data
@@ -170,7 +176,7 @@ class BatchTransform:
         counts.dropped_too_long = len(enc.dropped)
         for key, value in enc.counts.items():
             setattr(counts, key, value)
-        kept = [records[good[j]] for j in enc.index]
+        kept = [records[good[j]] for j in enc.index.tolist()]
         sources = [r.source for r in kept]
         lines = np.fromiter((r.number for r in kept), dtype=np.int64, count=len(kept))
         if self.mode == "exploded":
@@ -216,15 +222,39 @@ class _Progress:
         self.advance = advance or (lambda n: None)
 
 
-def _read_all(files: list[InputFile], progress: _Progress) -> Iterator[Record]:
-    for f in files:
-        done = 0
-        for record in f.records():
-            yield record
-            if f.bytes_read - done >= 1 << 20:
-                progress.advance(f.bytes_read - done)
-                done = f.bytes_read
-        progress.advance(f.bytes_read - done)
+class _Inputs:
+    """The build's inputs, opened one at a time as the stream reaches them."""
+
+    def __init__(self, names: list[str], config: BuildConfig, progress: _Progress):
+        self.names = names
+        self.config = config
+        self.progress = progress
+        self.opened: list[InputFile] = []
+
+    def records(self) -> Iterator[Record]:
+        for name in self.names:
+            with InputFile(
+                name, max_record_bytes=self.config.max_record_bytes, format=self.config.input_format
+            ) as f:
+                self.opened.append(f)
+                done = 0
+                for record in f.records():
+                    yield record
+                    if f.bytes_read - done >= 1 << 20:
+                        self.progress.advance(f.bytes_read - done)
+                        done = f.bytes_read
+                self.progress.advance(f.bytes_read - done)
+
+    def total_bytes(self) -> int | None:
+        if "-" in self.names:
+            return None
+        return sum(os.path.getsize(n) for n in self.names)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"name": f.name, "format": f.format, "sha256": f.sha256, "bytes": f.bytes_read}
+            for f in self.opened
+        ]
 
 
 class _Rejects:
@@ -241,12 +271,15 @@ class _Rejects:
         if self.config.on_error == "fail":
             raise error
         self.counts[error.reason] += 1
-        if self.file is None:
-            self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         raw = record.raw if record.raw is not None else json.dumps(record.data, ensure_ascii=False)
         entry = {"source": record.source, "line": record.number, "reason": error.reason,
                  "field": error.field, "message": error.detail, "record": raw}  # fmt: skip
-        self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        try:
+            if self.file is None:
+                self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         total = sum(self.counts.values())
         if self.limit is not None and total > self.limit:
             raise DataError(f"{total} records rejected, more than --max-errors {self.limit}; last: {error}")
@@ -280,6 +313,14 @@ def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
     }
 
 
+def default_workers() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def run_build(
     config: BuildConfig,
     log: Callable[[str], None] | None = None,
@@ -299,28 +340,25 @@ def run_build(
     """
     config.check()
     progress = _Progress(log, advance)
-    names = expand_inputs(config.inputs)
+    check_output(config.output, config.overwrite)
+    inputs = _Inputs(expand_inputs(config.inputs), config, progress)
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
         progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
     template = load_template(config.template) if config.template else None
-    files = [
-        InputFile(n, max_record_bytes=config.max_record_bytes, format=config.input_format) for n in names
-    ]
     if total_bytes is not None:
-        sizes = [f.size for f in files]
-        total_bytes(None if None in sizes else sum(s for s in sizes if s is not None))
+        total_bytes(inputs.total_bytes())
     with StagedOutput(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
+        stream = _Stream(config, info, template, staged.path, rejects, progress)
         try:
-            counts, template, writer, renderer = _stream(
-                config, files, info, template, staged.path, rejects, progress
-            )
+            stream.run(inputs.records())
         finally:
             rejects.close()
+        counts = stream.counts
         rejects.check_rate(counts.records_read)
         counts.skipped = rejects.counts
-        manifest = _manifest(config, info, template, renderer, files, counts, writer)
+        manifest = _manifest(config, info, stream, inputs.describe(), counts)
         if info.added_markers:
             info.tokenizer.save(str(staged.path / "tokenizer.json"))
         write_json(staged.path / MANIFEST, manifest)
@@ -328,45 +366,58 @@ def run_build(
     return BuildResult(Path(config.output), manifest)
 
 
-def _stream(config, files, info, template, directory, rejects, progress):
-    """The streaming loop. Returns (counts, template, writer, renderer)."""
-    schema = with_metadata(schema_for(config.mode, config.labels), _convention(config, info))
-    writer = ShardWriter(directory, schema, config.shard_size)
-    encoder = Encoder(info, EncodeOptions(config.max_length, config.truncation, config.verify_prompts))
-    transform: BatchTransform | None = None
-    renderer: Renderer | None = None
-    total = Counts()
-    for batch in _batched(_read_all(files, progress), config.batch_size):
-        if transform is None:
+class _Stream:
+    """The streaming loop: batches of records -> transform (maybe in workers) -> shards."""
+
+    def __init__(self, config, info, template, directory, rejects, progress):
+        self.config = config
+        self.info = info
+        self.template: Template | None = template
+        self.renderer: Renderer | None = None
+        self.rejects = rejects
+        self.progress = progress
+        self.schema = with_metadata(schema_for(config.mode, config.labels), _convention(config, info))
+        self.writer = ShardWriter(directory, self.schema, config.shard_size)
+        self.counts = Counts()
+
+    def run(self, records: Iterable[Record]) -> None:
+        batches = _batched(records, self.config.batch_size)
+        # Records before the first good one cannot be rendered (no template yet): they are
+        # all bad, so handling them needs no transform.
+        for batch in batches:
             first = next((r for r in batch if r.error is None), None)
             if first is None:
-                result = BatchResult(
-                    [], [(r, r.error) for r in batch if r.error], Counts(records_read=len(batch))
+                self._take(
+                    BatchResult([], [(r, r.error) for r in batch if r.error], Counts(records_read=len(batch)))
                 )
-            else:
-                template = template or _detect(first, progress)
-                renderer = bind_template(template, config.fields, config.variables, first.data)
-                if config.markers == "special" and template.markers:
-                    info.add_special_tokens(list(template.markers))
-                transform = BatchTransform(renderer, encoder, config.mode, config.labels, schema)
-        if transform is not None:
-            result = transform(batch)
+                continue
+            transform = self._bind(first)
+            for result in run_transform(transform, itertools.chain([batch], batches), self.config.workers):
+                self._take(result)
+            break
+        if self.template is None and self.counts.records_read == 0:
+            raise DataError("the input holds no records")
+
+    def _bind(self, first: Record) -> BatchTransform:
+        if self.template is None:
+            self.template = detect_template(first.data, first.where)
+            fields = ", ".join(first.data)
+            self.progress.log(
+                f"template '{self.template.name}' chosen from the fields of {first.where} ({fields})"
+            )
+        self.renderer = bind_template(self.template, self.config.fields, self.config.variables, first.data)
+        if self.config.markers == "special" and self.template.markers:
+            self.info.add_special_tokens(list(self.template.markers))
+        options = EncodeOptions(self.config.max_length, self.config.truncation, self.config.verify_prompts)
+        encoder = Encoder(self.info, options)
+        return BatchTransform(self.renderer, encoder, self.config.mode, self.config.labels, self.schema)
+
+    def _take(self, result: BatchResult) -> None:
         for record, error in result.rejects:
-            rejects.handle(record, error)
+            self.rejects.handle(record, error)
         for out in result.batches:
-            writer.write(out)
-        _add(total, result.counts)
-    if template is None and config.template is None and total.records_read == 0:
-        raise DataError("the input holds no records")
-    return total, template, writer, renderer
-
-
-def _detect(first: Record, progress: _Progress) -> Template:
-    template = detect_template(first.data, first.where)
-    progress.log(
-        f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.data)})"
-    )
-    return template
+            self.writer.write(out)
+        _add(self.counts, result.counts)
 
 
 def _add(total: Counts, part: Counts) -> None:
@@ -375,8 +426,9 @@ def _add(total: Counts, part: Counts) -> None:
             setattr(total, key, getattr(total, key) + value)
 
 
-def _manifest(config, info, template, renderer, files, counts, writer) -> dict[str, Any]:
-    shards = writer.finish(fingerprint_extra=json.dumps(config.recorded(), sort_keys=True))
+def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
+    shards = stream.writer.finish(fingerprint_extra=json.dumps(config.recorded(), sort_keys=True))
+    template, renderer = stream.template, stream.renderer
     template_info = None
     if template is not None:
         template_info = {
@@ -391,14 +443,12 @@ def _manifest(config, info, template, renderer, files, counts, writer) -> dict[s
         "format": MANIFEST_FORMAT,
         "sftprep_version": __version__,
         "config": config.recorded(),
-        "label_convention": json.loads(writer.schema.metadata[b"sftprep"]),
+        "label_convention": json.loads(stream.schema.metadata[b"sftprep"]),
         "tokenizer": info.identity(),
         "template": template_info,
-        "inputs": [
-            {"name": f.name, "format": f.format, "sha256": f.sha256, "bytes": f.bytes_read} for f in files
-        ],
+        "inputs": inputs,
         "counts": counts.as_dict(),
-        "columns": writer.schema.names,
+        "columns": stream.schema.names,
         "shards": shards,
         "rejects_file": REJECTS if sum(counts.skipped.values()) else None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,9 +17,16 @@ from typing import Any
 import click
 
 from sftprep import __version__
-from sftprep.build import BuildConfig, BuildResult, run_build
+from sftprep.build import BuildConfig, BuildResult, default_workers, run_build
 from sftprep.encode import TRUNCATION_POLICIES
-from sftprep.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SftprepError
+from sftprep.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    SftprepError,
+    Terminated,
+)
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.templates import load_template, parse_assignments, shipped_templates
 
@@ -101,6 +109,8 @@ def cli(debug: bool) -> None:
               help="Input format (default: detected from the content).")  # fmt: skip
 @click.option("--max-record-bytes", type=_Size(), default="16MiB", show_default=True,
               help="Reject records larger than this.")  # fmt: skip
+@click.option("-w", "--workers", "--num-proc", type=click.IntRange(min=1), default=default_workers,
+              show_default="available cores", help="Worker processes (output is identical for any count).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
@@ -198,16 +208,25 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping errors to one line and an exit code."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(_run(lambda: cli.main(argv, prog_name="sftprep", standalone_mode=False), debug))
+
+
+def _terminate(signum, frame) -> None:
+    # Unwind like Ctrl-C does, so the staging directory is removed on the way out.
+    raise Terminated()
 
 
 def _run(invoke: Callable[[], Any], debug: bool) -> int:
     try:
         code = invoke()
         return code if isinstance(code, int) else 0
-    except click.exceptions.Abort:
-        _say("interrupted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _say("interrupted; nothing was written")
         return EXIT_INTERRUPTED
+    except Terminated:
+        _say("terminated; nothing was written")
+        return EXIT_TERMINATED
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code

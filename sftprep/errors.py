@@ -20,13 +20,18 @@ EXIT_INTERNAL = 1  # a bug in sftprep: please report it
 EXIT_USAGE = 2  # bad options or configuration (also click's own usage errors)
 EXIT_DATA = 3  # bad input data: a bad record, or too many skipped records
 EXIT_IO = 4  # an input that cannot be read, an output that cannot be written
-EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT / SIGTERM, after cleaning up
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT, after cleaning up
+EXIT_TERMINATED = 143  # SIGTERM, after cleaning up
 
 
 class SftprepError(Exception):
     """Base class of every error sftprep reports to the user without a traceback."""
 
     exit_code = EXIT_INTERNAL
+
+
+class Terminated(BaseException):
+    """Raised in the main process when it receives SIGTERM, so that cleanup runs."""
 
 
 class ConfigError(SftprepError):
@@ -79,3 +84,7 @@ class RecordError(DataError):
         self.detail = message
         prefix = f"{where}: field '{field}': " if field else f"{where}: "
         super().__init__(prefix + message)
+
+    def __reduce__(self):
+        # Worker processes send rejected records back to the parent: keep them picklable.
+        return (RecordError, (self.where, self.reason, self.detail, self.field))

@@ -18,10 +18,12 @@ leaves a directory that looks finished. An existing output replaced with
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +68,7 @@ class StagedOutput:
     def __init__(self, final: str | os.PathLike[str], overwrite: bool = False):
         self.final = Path(final)
         self.overwrite = overwrite
-        if self.final.exists() and not overwrite:
-            raise ConfigError(f"output {self.final} exists; pass --overwrite to replace it")
-        if self.final.exists() and not self.final.is_dir():
-            raise ConfigError(f"output {self.final} exists and is not a directory")
+        check_output(self.final, overwrite)
         parent = self.final.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -103,10 +102,43 @@ class StagedOutput:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _mkdtemp(parent: Path, prefix: str) -> str:
-    import tempfile
+def check_output(final: str | os.PathLike[str], overwrite: bool) -> None:
+    """Fail early, before any work, when the output cannot be written."""
+    path = Path(final)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output {path} exists and is not a directory")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"output {path} exists; pass --overwrite to replace it")
+    _remove_stale_staging(path)
 
-    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+def _remove_stale_staging(final: Path) -> None:
+    """Remove staging directories of earlier builds of ``final`` that were killed.
+
+    Their names carry the pid of the build that made them; one whose process
+    is gone can never be completed.
+    """
+    parent = final.parent if final.parent.exists() else None
+    if parent is None:
+        return
+    for candidate in parent.glob(f"{STAGING_PREFIX}{glob.escape(final.name)}-*"):
+        pid = candidate.name[len(STAGING_PREFIX) + len(final.name) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mkdtemp(parent: Path, prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
 
 
 class ShardWriter:

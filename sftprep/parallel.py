@@ -1,0 +1,94 @@
+"""Run the per-batch transform in worker processes, results in input order.
+
+The main process reads records and writes shards; workers render, tokenize
+and label. Results come back in the order the batches went out, and batches
+are cut the same way whatever the worker count, so the shards are
+byte-identical with 1 or N workers.
+
+Workers are forked after the transform is built, so they inherit the loaded
+tokenizer instead of loading it again, and at most ``2 * workers`` batches
+are in flight, so memory stays flat however long the input. A worker that
+dies (killed, out of memory) makes the pool "broken": the build fails at
+once with a clear message instead of hanging.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from sftprep.errors import SftprepError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# The transform a forked worker runs; set in the parent just before forking.
+_TRANSFORM: Callable[[Any], Any] | None = None
+
+
+class WorkerError(SftprepError):
+    """A worker process died without a result (killed, crashed, out of memory)."""
+
+
+def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group; only the parent reacts (it
+    # cancels the work and cleans up), so workers must not die mid-batch on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _work(batch: Any) -> Any:
+    assert _TRANSFORM is not None, "worker started without a transform"
+    return _TRANSFORM(batch)
+
+
+def run_transform(transform: Callable[[T], R], batches: Iterable[T], workers: int) -> Iterator[R]:
+    """Apply ``transform`` to every batch, in order, with ``workers`` processes.
+
+    Args:
+        transform: a picklable-result function of one batch.
+        batches: the batches, consumed lazily.
+        workers: 1 runs everything in this process.
+
+    Raises:
+        WorkerError: a worker process died.
+    """
+    if workers <= 1:
+        yield from map(transform, batches)
+        return
+    global _TRANSFORM
+    _TRANSFORM = transform
+    # Each worker is one of `workers` busy processes: let the tokenizer use one
+    # thread in each rather than oversubscribing the cores.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    pending: deque[Future[R]] = deque()
+    try:
+        for batch in batches:
+            pending.append(pool.submit(_work, batch))
+            if len(pending) >= 2 * workers:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        _TRANSFORM = None
+
+
+def _result(future: Future[R]) -> R:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerError(
+            "a worker process died (killed or out of memory?); nothing was written. "
+            "Try --workers 1 to see the error in this process"
+        ) from None
