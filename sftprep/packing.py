@@ -1,0 +1,656 @@
+"""Pack whole examples into rows of at most ``max_length`` tokens, and pad rows to fixed shapes.
+
+A packed row is several encoded examples laid end to end. Nothing in the row
+lets one example see or predict another, provided the model is told where the
+examples start (README "Packing"):
+
+* ``position_ids`` restart at 0 for every example, and ``seq_lengths`` lists the
+  example lengths; ``cu_seqlens = [0, *cumsum(seq_lengths)]`` is what varlen /
+  flash attention takes, and :func:`block_causal_mask` builds the mask for
+  attention implementations that take one.
+* Labels are built for each example exactly as for unpacked rows
+  (:mod:`sftprep.labels`) and then concatenated, so they never cross a
+  boundary: with ``--labels shifted`` an example's last position has target
+  -100 (it would otherwise predict the next example's first token); with
+  ``--labels hf`` an example's first token has label -100 (the model's internal
+  shift would otherwise make the previous example's last position predict it).
+
+Strategy: best-fit decreasing within a bounded buffer. :class:`Packer` holds at
+most ``buffer_examples`` examples. When the buffer is full, it packs them with
+:func:`best_fit_decreasing`, writes out the fuller rows and keeps the examples of
+the emptiest rows (at most a quarter of the buffer) to pack again with the next
+examples. At the end, :meth:`Packer.flush` packs what is left. The result
+depends only on the sequence of examples and the options, never on how they
+were split into batches.
+
+Padding (:func:`pad_batch`) works on packed and unpacked rows alike.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sftprep.encode import EncodedBatch
+from sftprep.labels import (
+    ID_TYPE,
+    IGNORE_INDEX,
+    MASK_TYPE,
+    hf_labels,
+    schema_for,
+    shifted_labels,
+    trained_token_mask,
+)
+from sftprep.tokenizer import TokenizerInfo
+
+# Measured on alpaca_5000 with gpt2 at L=2048 (mean example 113 tokens): a
+# buffer of 128 examples already reaches 0.995, the efficiency of packing the
+# whole file at once; 4096 examples match whole-file packing on every dataset in
+# README "Packing". Memory: at most buffer_examples * max_length * 5 bytes of
+# tokens (int32 id + bool flag), in practice the mean example length instead of
+# max_length (about 2.3 MB for alpaca).
+DEFAULT_BUFFER_EXAMPLES = 4096
+CARRY_FRACTION = 4  # keep at most buffer_examples // 4 examples for the next round
+PAD_TO_CHOICES = ("max-length",)
+STRATEGY = "best-fit decreasing within a buffer of {n} examples, least-full rows carried over"
+
+# Per-example lists in a packed row, after the model columns.
+PACKED_FIELDS = [
+    pa.field("position_ids", pa.list_(ID_TYPE)),
+    pa.field("seq_lengths", pa.list_(ID_TYPE)),
+    pa.field("source_file", pa.list_(pa.string())),
+    pa.field("source_line", pa.list_(pa.int64())),
+    pa.field("num_trained_tokens", pa.int32()),
+    pa.field("truncated", pa.list_(pa.bool_())),
+    pa.field("boundary_adjusted", pa.list_(pa.bool_())),
+]
+
+# Columns with one value per token, and what padding fills them with
+# (position_ids are handled apart: see pad_batch).
+_PAD_FILL = {"target_ids": IGNORE_INDEX, "labels": IGNORE_INDEX, "loss_mask": 0, "attention_mask": 0}
+
+
+def packed_schema_for(labels: str) -> pa.Schema:
+    """The Arrow schema of packed rows for a label style (``"shifted"`` or ``"hf"``).
+
+    The model columns are those of unpacked rows except ``attention_mask``:
+    Hugging Face models read an attention mask as "one sequence per row" and
+    then ignore the example boundaries in ``position_ids``, so packed rows carry
+    none (padding adds one, see :func:`pad_batch`).
+    """
+    model = [
+        f
+        for f in schema_for("sequence", labels)
+        if f.name in ("input_ids", "target_ids", "loss_mask", "labels")
+    ]
+    return pa.schema(model + PACKED_FIELDS)
+
+
+def packing_problems(
+    mode: str,
+    max_length: int | None,
+    pack: bool,
+    pad_to: str | None,
+    pad_multiple: int | None,
+    pack_buffer: int = DEFAULT_BUFFER_EXAMPLES,
+) -> list[str]:
+    """Problems with the packing and padding options, for the build's config check.
+
+    Args:
+        mode / max_length: ``--mode``, ``--max-length``.
+        pack / pack_buffer: ``--pack``, ``--pack-buffer``.
+        pad_to / pad_multiple: ``--pad-to``, ``--pad-to-multiple-of`` (None when not given).
+
+    Returns:
+        One message per problem (empty when the options are fine).
+    """
+    problems = []
+    padding = pad_to is not None or pad_multiple is not None
+    if pack and mode == "exploded":
+        problems.append(
+            "--pack cannot be used with --mode exploded: an exploded row is one prefix and one "
+            "target, there is nothing to pack (use --mode sequence)"
+        )
+    if padding and mode == "exploded":
+        problems.append(
+            "--pad-to/--pad-to-multiple-of cannot be used with --mode exploded (use --mode sequence)"
+        )
+    if pack and max_length is None:
+        problems.append("--pack needs --max-length L, the length of a packed row")
+    if pad_to is not None and pad_to not in PAD_TO_CHOICES:
+        problems.append(f"--pad-to must be one of {', '.join(PAD_TO_CHOICES)}, got '{pad_to}'")
+    if pad_to == "max-length" and max_length is None:
+        problems.append("--pad-to max-length needs --max-length")
+    if pack_buffer < 1:
+        problems.append(f"--pack-buffer must be at least 1, got {pack_buffer}")
+    if pad_multiple is not None and pad_multiple < 1:
+        problems.append(f"--pad-to-multiple-of must be at least 1, got {pad_multiple}")
+    return problems
+
+
+def best_fit_decreasing(lengths: Sequence[int] | np.ndarray, capacity: int) -> list[list[int]]:
+    """Group items into bins whose lengths add up to at most ``capacity``.
+
+    Items are placed longest first (equal lengths: lower index first), each into
+    the bin with the least room that still fits it (equal room: the bin opened
+    first), or into a new bin. Example, capacity 8: ``[5, 3, 4, 2, 6] ->
+    [[3, 4], [0, 1], [2]]`` (6+2, 5+3, 4).
+
+    Args:
+        lengths: the item lengths, each at most ``capacity``.
+        capacity: the room in a bin.
+
+    Returns:
+        The bins in the order they were opened, each a list of item indices, ascending.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    rooms: list[tuple[int, int]] = []  # (room left, bin), sorted: bisect finds the best fit
+    bins: list[list[int]] = []
+    for i in order.tolist():
+        n = int(lengths[i])
+        k = bisect.bisect_left(rooms, (n, -1))
+        if k == len(rooms):
+            b, room = len(bins), capacity - n
+            bins.append([i])
+        else:
+            room, b = rooms.pop(k)
+            bins[b].append(i)
+            room -= n
+        if room > 0:  # a full bin can take nothing more: keep the search list short
+            bisect.insort(rooms, (room, b))
+    return [sorted(b) for b in bins]
+
+
+@dataclass
+class PackStats:
+    """What packing did, as the manifest and summary report it.
+
+    ``efficiency`` is tokens / (rows * max_length): the share of a batch of
+    ``max_length`` rows that holds real tokens.
+    """
+
+    max_length: int
+    buffer_examples: int
+    examples: int = 0
+    rows: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    examples_per_row: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def efficiency(self) -> float:
+        return self.tokens / (self.rows * self.max_length) if self.rows else 0.0
+
+    @property
+    def mean_examples_per_row(self) -> float:
+        return self.examples / self.rows if self.rows else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        per_row = self.examples_per_row
+        return {
+            "strategy": STRATEGY.format(n=self.buffer_examples),
+            "max_length": self.max_length,
+            "buffer_examples": self.buffer_examples,
+            "examples": self.examples,
+            "rows": self.rows,
+            "tokens": self.tokens,
+            "trained_tokens": self.trained_tokens,
+            "efficiency": round(self.efficiency, 6),
+            "examples_per_row": {
+                "mean": round(self.mean_examples_per_row, 3),
+                "min": min(per_row, default=0),
+                "max": max(per_row, default=0),
+                "histogram": {str(k): per_row[k] for k in sorted(per_row)},
+            },
+        }
+
+
+@dataclass
+class _Pool:
+    """Buffered examples as flat arrays: tokens of example i are ``ids[starts[i]:starts[i]+lengths[i]]``."""
+
+    ids: np.ndarray
+    trained: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    sources: list[str]
+    lines: np.ndarray
+    truncated: np.ndarray
+    adjusted: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Pool:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(
+            np.zeros(0, np.int32),
+            np.zeros(0, bool),
+            none,
+            none,
+            [],
+            none,
+            np.zeros(0, bool),
+            np.zeros(0, bool),
+        )
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def take(self, order: np.ndarray) -> _Pool:
+        """The examples at ``order``, in that order, with their tokens laid out afresh."""
+        lengths = self.lengths[order]
+        starts = np.zeros(len(order), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        gather = np.arange(int(lengths.sum())) + np.repeat(self.starts[order] - starts, lengths)
+        return _Pool(
+            self.ids[gather],
+            self.trained[gather],
+            starts,
+            lengths,
+            [self.sources[i] for i in order.tolist()],
+            self.lines[order],
+            self.truncated[order],
+            self.adjusted[order],
+        )
+
+    def extend(self, other: _Pool) -> _Pool:
+        return _Pool(
+            np.concatenate([self.ids, other.ids]),
+            np.concatenate([self.trained, other.trained]),
+            np.concatenate([self.starts, other.starts + len(self.ids)]),
+            np.concatenate([self.lengths, other.lengths]),
+            self.sources + other.sources,
+            np.concatenate([self.lines, other.lines]),
+            np.concatenate([self.truncated, other.truncated]),
+            np.concatenate([self.adjusted, other.adjusted]),
+        )
+
+
+def _pool_of(enc: EncodedBatch, sources: Sequence[str], lines: np.ndarray) -> _Pool:
+    # Trained flags come from each example's own offsets: the label convention
+    # is settled per example, before examples meet.
+    trained = trained_token_mask(enc.offsets, enc.prompt_lens, enc.trained)
+    return _Pool(
+        np.asarray(enc.ids, dtype=np.int32),
+        trained,
+        np.asarray(enc.offsets[:-1], dtype=np.int64),
+        np.diff(enc.offsets).astype(np.int64),
+        list(sources),
+        np.asarray(lines, dtype=np.int64),
+        np.asarray(enc.truncated, dtype=bool),
+        np.asarray(enc.boundary_adjusted, dtype=bool),
+    )
+
+
+def _pool_of_rows(batch: pa.RecordBatch, labels: str) -> _Pool:
+    """Read the trained flags back from the labels of unpacked rows (the convention, inverted)."""
+    ids_column = batch.column("input_ids")
+    offsets = np.asarray(ids_column.offsets, dtype=np.int64)
+    offsets = offsets - offsets[0]  # the batch may be a slice
+    ids = ids_column.flatten().to_numpy(zero_copy_only=False).astype(np.int32)
+    if labels == "hf":
+        trained = _flat(batch.column("labels")) != IGNORE_INDEX
+    else:  # target_ids[t] = ids[t+1] where ids[t+1] is trained
+        trained = np.zeros(len(ids), dtype=bool)
+        trained[1:] = _flat(batch.column("target_ids"))[:-1] != IGNORE_INDEX
+        trained[offsets[:-1]] = False  # a row's first token: nothing in that row predicts it
+    return _Pool(
+        ids,
+        trained,
+        offsets[:-1],
+        np.diff(offsets),
+        batch.column("source_file").to_pylist(),
+        batch.column("source_line").to_numpy(zero_copy_only=False).astype(np.int64),
+        batch.column("truncated").to_numpy(zero_copy_only=False).astype(bool),
+        batch.column("boundary_adjusted").to_numpy(zero_copy_only=False).astype(bool),
+    )
+
+
+class Packer:
+    """Packs encoded examples, batch by batch, into rows of at most ``max_length`` tokens.
+
+    Feed it every :class:`~sftprep.encode.EncodedBatch` of a build with
+    :meth:`add` (or the build's unpacked Arrow rows with :meth:`add_rows`),
+    write what it returns, and finish with :meth:`flush`. Each row
+    holds its examples in input order; the rows of one packing round come out in
+    the order of their earliest example (examples carried to a later round come
+    out later).
+
+    Args:
+        max_length: the longest packed row, in tokens (``--max-length``).
+        labels: ``"shifted"`` or ``"hf"``.
+        schema: the schema of the batches to return (:func:`packed_schema_for`,
+            perhaps with metadata attached); default ``packed_schema_for(labels)``.
+        buffer_examples: how many examples to hold and pack together (at least 1).
+    """
+
+    def __init__(
+        self,
+        max_length: int,
+        labels: str,
+        schema: pa.Schema | None = None,
+        buffer_examples: int = DEFAULT_BUFFER_EXAMPLES,
+    ):
+        if max_length < 1 or buffer_examples < 1:
+            raise ValueError(
+                f"max_length and buffer_examples must be positive, got {max_length}, {buffer_examples}"
+            )
+        self.max_length = max_length
+        self.labels = labels
+        self.schema = schema if schema is not None else packed_schema_for(labels)
+        self.buffer_examples = buffer_examples
+        self.stats = PackStats(max_length, buffer_examples)
+        self._pool = _Pool.empty()
+
+    def add(self, enc: EncodedBatch, sources: Sequence[str], lines: np.ndarray) -> list[pa.RecordBatch]:
+        """Buffer a batch of encoded examples; return the packed rows that are ready (maybe none).
+
+        Args:
+            enc: the encoded examples, each at most ``max_length`` tokens.
+            sources / lines: each example's input file and line (or record) number.
+
+        Raises:
+            ValueError: an example is longer than ``max_length`` (encode with
+                ``EncodeOptions(max_length=...)`` so the truncation policy applies first).
+        """
+        return self._add(_pool_of(enc, sources, lines))
+
+    def add_rows(self, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        """Like :meth:`add`, from the unpacked rows a build writes (``labels.sequence_batch``).
+
+        The rows hold everything packing needs, so a build whose workers return
+        Arrow rows packs them in the main process, in order. Same result as
+        :meth:`add` on the examples the rows came from.
+
+        Args:
+            batch: sequence rows with the columns of ``schema_for("sequence", labels)``.
+
+        Raises:
+            ValueError: a row is longer than ``max_length``.
+        """
+        return self._add(_pool_of_rows(batch, self.labels))
+
+    def _add(self, incoming: _Pool) -> list[pa.RecordBatch]:
+        if len(incoming) and incoming.lengths.max() > self.max_length:
+            k = int(np.argmax(incoming.lengths))
+            raise ValueError(
+                f"{incoming.sources[k]}:{incoming.lines[k]}: an example of {incoming.lengths[k]} tokens cannot "
+                f"be packed into rows of {self.max_length}; encode with max_length={self.max_length} so it is "
+                "truncated first"
+            )
+        out: list[pa.RecordBatch] = []
+        start = 0
+        # Fill the buffer exactly to its size before each round, so that rounds
+        # fall at the same examples whatever the batch sizes.
+        while start < len(incoming):
+            stop = min(len(incoming), start + self.buffer_examples - len(self._pool))
+            self._pool = self._pool.extend(incoming.take(np.arange(start, stop)))
+            start = stop
+            if len(self._pool) == self.buffer_examples:
+                out += self._round(final=False)
+        return out
+
+    def flush(self) -> list[pa.RecordBatch]:
+        """Pack and return every example still buffered."""
+        return self._round(final=True) if len(self._pool) else []
+
+    def _round(self, final: bool) -> list[pa.RecordBatch]:
+        bins = best_fit_decreasing(self._pool.lengths, self.max_length)
+        keep = [] if final else self._carried(bins)
+        kept = set(keep)
+        emit = sorted((bins[b] for b in range(len(bins)) if b not in kept), key=lambda items: items[0])
+        batch = self._rows(emit)
+        carry = np.array(sorted(i for b in keep for i in bins[b]), dtype=np.int64)
+        self._pool = self._pool.take(carry)
+        return [batch] if batch.num_rows else []
+
+    def _carried(self, bins: list[list[int]]) -> list[int]:
+        """The bins to pack again next round: the emptiest, up to a quarter of the buffer."""
+        fill = [int(self._pool.lengths[b].sum()) for b in bins]
+        budget = self.buffer_examples // CARRY_FRACTION
+        keep = []
+        for b in sorted(range(len(bins)), key=lambda b: (fill[b], -b)):
+            if fill[b] == self.max_length or len(bins[b]) > budget:
+                break
+            keep.append(b)
+            budget -= len(bins[b])
+        return keep
+
+    def _rows(self, rows: list[list[int]]) -> pa.RecordBatch:
+        """Arrow rows from groups of pool indices, one group a row."""
+        per_row = np.array([len(r) for r in rows], dtype=np.int64)
+        pool = self._pool.take(np.array([i for r in rows for i in r], dtype=np.int64))
+        ex_offsets = np.zeros(len(pool) + 1, dtype=np.int64)
+        np.cumsum(pool.lengths, out=ex_offsets[1:])
+        row_ex = np.zeros(len(rows) + 1, dtype=np.int64)  # row -> its examples
+        np.cumsum(per_row, out=row_ex[1:])
+        row_tok = ex_offsets[row_ex]  # row -> its tokens
+        ids, trained = pool.ids, pool.trained
+        if self.labels == "hf":
+            model = [_lists(row_tok, ids, ID_TYPE), _lists(row_tok, hf_labels(ids, trained), ID_TYPE)]
+        else:
+            target = shifted_labels(ids, ex_offsets, trained)  # example offsets: -100 at each example's end
+            mask = (target != IGNORE_INDEX).astype(np.int8)
+            model = [
+                _lists(row_tok, ids, ID_TYPE),
+                _lists(row_tok, target, ID_TYPE),
+                _lists(row_tok, mask, MASK_TYPE),
+            ]
+        positions = np.arange(len(ids)) - np.repeat(ex_offsets[:-1], pool.lengths)
+        n_trained = np.add.reduceat(trained.astype(np.int32), row_tok[:-1]) if len(rows) else np.zeros(0)
+        columns = [
+            *model,
+            _lists(row_tok, positions, ID_TYPE),
+            _lists(row_ex, pool.lengths, ID_TYPE),
+            _lists(row_ex, pool.sources, pa.string()),
+            _lists(row_ex, pool.lines, pa.int64()),
+            pa.array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
+            _lists(row_ex, pool.truncated, pa.bool_()),
+            _lists(row_ex, pool.adjusted, pa.bool_()),
+        ]
+        self._count(row_tok, per_row, int(trained.sum()))
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+    def _count(self, row_tok: np.ndarray, per_row: np.ndarray, trained: int) -> None:
+        self.stats.examples += int(per_row.sum())
+        self.stats.rows += len(per_row)
+        self.stats.tokens += int(row_tok[-1])
+        self.stats.trained_tokens += trained
+        self.stats.examples_per_row.update(per_row.tolist())
+
+
+def _lists(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type))
+
+
+def pad_id_for(info: TokenizerInfo) -> int:
+    """The id padding uses: the tokenizer's pad token, else its EOS.
+
+    The fallback is safe because padding is never attended to and never
+    trained (attention_mask 0, labels -100), so its id does not matter; EOS is
+    used because every tokenizer sftprep loads has one.
+    """
+    pad = info.token_id(info.pad_token)
+    return pad if pad is not None else info.eos_id
+
+
+def padded_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema of padded rows: ``schema`` with an ``attention_mask`` after ``input_ids``.
+
+    Unchanged when it has one already (``--labels hf`` unpacked rows). Any
+    metadata is dropped: attach it again with ``writer.with_metadata``, so the
+    Hugging Face features it holds list the new column.
+    """
+    schema = schema.remove_metadata()
+    if "attention_mask" in schema.names:
+        return schema
+    return schema.insert(
+        schema.get_field_index("input_ids") + 1, pa.field("attention_mask", pa.list_(MASK_TYPE))
+    )
+
+
+def padded_lengths(
+    lengths: np.ndarray, length: int | None = None, multiple_of: int | None = None
+) -> np.ndarray:
+    """The length each row is padded to: ``length`` (if given), then up to a multiple of ``multiple_of``.
+
+    Example: lengths ``[3, 9]``, ``multiple_of=4`` -> ``[4, 12]``; ``length=8`` -> ``[8, 8]``
+    (a row longer than ``length`` raises ValueError).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = lengths.copy()
+    if length is not None:
+        if len(lengths) and lengths.max() > length:
+            raise ValueError(f"a row of {lengths.max()} tokens cannot be padded to {length}")
+        out[:] = length
+    if multiple_of is not None and multiple_of > 1:
+        out = -(-out // multiple_of) * multiple_of
+    return out
+
+
+def pad_batch(
+    batch: pa.RecordBatch,
+    pad_id: int,
+    length: int | None = None,
+    multiple_of: int | None = None,
+    schema: pa.Schema | None = None,
+) -> pa.RecordBatch:
+    """Pad every row on the right to a fixed length (or a multiple of one).
+
+    Padding gets ``input_ids`` = ``pad_id``, ``attention_mask`` 0 (the column is
+    added, 1 on real tokens, if the rows lack one), ``target_ids``/``labels``
+    -100 and ``loss_mask`` 0. In packed rows its ``position_ids`` count 0, 1, ...
+    again, so the padding is one more segment that nothing attends to; its
+    length is the row length minus ``sum(seq_lengths)``, which stay as they were.
+    Other columns are unchanged.
+
+    Args:
+        batch: sequence or packed rows.
+        pad_id: see :func:`pad_id_for`.
+        length: pad every row to this length (``--pad-to max-length``).
+        multiple_of: then round each row's length up to a multiple of this.
+        schema: the schema of the result; default ``padded_schema(batch.schema)``.
+
+    Returns:
+        The padded rows.
+    """
+    schema = schema if schema is not None else padded_schema(batch.schema)
+    ids = batch.column("input_ids")
+    old_offsets = np.asarray(ids.offsets)
+    old_len = np.diff(old_offsets)
+    new_len = padded_lengths(old_len, length, multiple_of)
+    new_offsets = np.zeros(len(new_len) + 1, dtype=np.int64)
+    np.cumsum(new_len, out=new_offsets[1:])
+    # Where each existing token goes, and which new slots are real.
+    where = np.arange(int(old_offsets[-1] - old_offsets[0])) + np.repeat(
+        new_offsets[:-1] - old_offsets[:-1] + old_offsets[0], old_len
+    )
+    real = np.zeros(int(new_offsets[-1]), dtype=bool)
+    real[where] = True
+    columns = []
+    for f in schema:
+        if f.name not in batch.schema.names:  # attention_mask, added
+            columns.append(_lists(new_offsets, real.astype(np.int8), MASK_TYPE))
+            continue
+        column = batch.column(f.name)
+        if f.name == "input_ids":
+            columns.append(_scatter(column, where, real, new_offsets, pad_id))
+        elif f.name == "position_ids":
+            columns.append(_pad_positions(column, where, real, new_offsets, old_len))
+        elif f.name in _PAD_FILL:
+            columns.append(_scatter(column, where, real, new_offsets, _PAD_FILL[f.name]))
+        else:
+            columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _flat(column: pa.ListArray) -> np.ndarray:
+    return column.flatten().to_numpy(zero_copy_only=False)
+
+
+def _scatter(column: pa.ListArray, where, real, new_offsets, fill) -> pa.Array:
+    values = _flat(column)
+    out = np.full(len(real), fill, dtype=values.dtype)
+    out[where] = values
+    return _lists(new_offsets, out, column.type.value_type)
+
+
+def _pad_positions(column: pa.ListArray, where, real, new_offsets, old_len) -> pa.Array:
+    out = np.zeros(len(real), dtype=np.int32)
+    out[where] = _flat(column)
+    pad_len = np.diff(new_offsets) - old_len
+    pad_start = new_offsets[:-1] + old_len
+    pad_slots = np.flatnonzero(~real)
+    out[pad_slots] = pad_slots - np.repeat(pad_start, pad_len)
+    return _lists(new_offsets, out, ID_TYPE)
+
+
+def cu_seqlens(seq_lengths: Sequence[int]) -> np.ndarray:
+    """Cumulative example lengths, as varlen attention takes them. ``[3, 2] -> [0, 3, 5]``."""
+    out = np.zeros(len(seq_lengths) + 1, dtype=np.int32)
+    np.cumsum(seq_lengths, out=out[1:])
+    return out
+
+
+def segment_ids(seq_lengths: Sequence[int], length: int | None = None) -> np.ndarray:
+    """The example each token of a row belongs to; padding after the examples is one more.
+
+    ``segment_ids([2, 1], length=5) -> [0, 0, 1, 2, 2]``.
+    """
+    seg = np.repeat(np.arange(len(seq_lengths)), seq_lengths)
+    n = len(seg) if length is None else length
+    return np.concatenate([seg, np.full(n - len(seg), len(seq_lengths), dtype=seg.dtype)])
+
+
+def block_causal_mask(seq_lengths: Sequence[int], length: int | None = None) -> np.ndarray:
+    """``mask[i, j]`` is True when token ``i`` may attend to token ``j``: same example, ``j <= i``.
+
+    Padding (tokens past ``sum(seq_lengths)``, up to ``length``) attends only to
+    padding, so no softmax row is empty. ``block_causal_mask([2, 1])`` ->
+    ``[[1, 0, 0], [1, 1, 0], [0, 0, 1]]``.
+    """
+    seg = segment_ids(seq_lengths, length)
+    return (seg[:, None] == seg[None, :]) & np.tri(len(seg), dtype=bool)
+
+
+def unpack_row(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Split a packed row (a dict of Python values) back into its examples.
+
+    Each example comes back as the row an unpacked build of the same options
+    writes (same columns, same values); padding is dropped.
+
+    Args:
+        row: a packed row, as ``datasets`` or ``RecordBatch.to_pylist`` give it.
+
+    Returns:
+        One dict per example, in the row's order.
+    """
+    examples = []
+    start = 0
+    for k, n in enumerate(row["seq_lengths"]):
+        part = slice(start, start + n)
+        example: dict[str, Any] = {"input_ids": row["input_ids"][part]}
+        if "labels" in row:
+            example["attention_mask"] = [1] * n
+            example["labels"] = row["labels"][part]
+            trained = sum(t != IGNORE_INDEX for t in example["labels"])
+        else:
+            example["target_ids"] = row["target_ids"][part]
+            example["loss_mask"] = row["loss_mask"][part]
+            trained = sum(example["loss_mask"])
+        example.update(
+            source_file=row["source_file"][k],
+            source_line=row["source_line"][k],
+            num_trained_tokens=trained,
+            truncated=row["truncated"][k],
+            boundary_adjusted=row["boundary_adjusted"][k],
+        )
+        examples.append(example)
+        start += n
+    return examples
