@@ -4,42 +4,46 @@ The library behind the ``sftprep`` command. The pipeline, one module a step:
 ``readers`` (files -> records) -> ``templates`` (record -> prompt, target) ->
 ``encode`` (-> ids and prompt length) -> ``labels`` (-> labels, masks, Arrow
 rows) -> ``writer`` (-> shards); ``build`` runs them in a streaming loop.
+
+The public names below are imported on first use, so that ``import sftprep``
+(and the command line's start-up, which must react to Ctrl-C at once) stays
+cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from sftprep.build import BuildConfig, BuildResult, run_build
-from sftprep.errors import (
-    ConfigError,
-    DataError,
-    InputError,
-    OutputError,
-    RecordError,
-    SftprepError,
-    TemplateError,
-    TokenizerError,
-)
-from sftprep.labels import IGNORE_INDEX
-from sftprep.templates import Template, bind_template, load_template
-from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+_EXPORTS = {
+    "BuildConfig": "sftprep.build",
+    "BuildResult": "sftprep.build",
+    "run_build": "sftprep.build",
+    "ConfigError": "sftprep.errors",
+    "DataError": "sftprep.errors",
+    "InputError": "sftprep.errors",
+    "OutputError": "sftprep.errors",
+    "RecordError": "sftprep.errors",
+    "SftprepError": "sftprep.errors",
+    "TemplateError": "sftprep.errors",
+    "TokenizerError": "sftprep.errors",
+    "IGNORE_INDEX": "sftprep.labels",
+    "InputFile": "sftprep.readers",
+    "Record": "sftprep.readers",
+    "read_records": "sftprep.readers",
+    "Template": "sftprep.templates",
+    "bind_template": "sftprep.templates",
+    "load_template": "sftprep.templates",
+    "TokenizerInfo": "sftprep.tokenizer",
+    "load_tokenizer": "sftprep.tokenizer",
+}
 
-__all__ = [
-    "IGNORE_INDEX",
-    "BuildConfig",
-    "BuildResult",
-    "ConfigError",
-    "DataError",
-    "InputError",
-    "OutputError",
-    "RecordError",
-    "SftprepError",
-    "Template",
-    "TemplateError",
-    "TokenizerError",
-    "TokenizerInfo",
-    "__version__",
-    "bind_template",
-    "load_template",
-    "load_tokenizer",
-    "run_build",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sftprep' has no attribute {name!r}")

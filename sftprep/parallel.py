@@ -14,9 +14,13 @@ once with a clear message instead of hanging.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,6 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from sftprep.errors import SftprepError
+
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,11 +42,33 @@ class WorkerError(SftprepError):
     """A worker process died without a result (killed, crashed, out of memory)."""
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group; only the parent reacts (it
     # cancels the work and cleans up), so workers must not die mid-batch on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make sure a worker never outlives a parent killed with SIGKILL.
+
+    Linux can deliver a signal when the parent dies (prctl PR_SET_PDEATHSIG);
+    elsewhere a daemon thread polls for the parent.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0 and os.getppid() == parent:
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _work(batch: Any) -> Any:
@@ -68,7 +96,7 @@ def run_transform(transform: Callable[[T], R], batches: Iterable[T], workers: in
     # thread in each rather than oversubscribing the cores.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     pending: deque[Future[R]] = deque()
     try:
         for batch in batches:

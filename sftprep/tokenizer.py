@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from tokenizers import AddedToken, Tokenizer
 
@@ -131,6 +134,9 @@ def _from_hf_cache(model_id: str, tried: list[str]) -> Path | None:
         return None
     for local_only in (True, False):
         where = "the local Hugging Face cache" if local_only else "the Hugging Face hub"
+        if not local_only and not _hub_reachable():
+            tried.append("the Hugging Face hub (offline or not reachable)")
+            break
         try:
             path = hf_hub_download(model_id, "tokenizer.json", local_files_only=local_only)
         except HFValidationError:
@@ -145,6 +151,23 @@ def _from_hf_cache(model_id: str, tried: list[str]) -> Path | None:
                 hf_hub_download(model_id, extra, local_files_only=local_only)
         return folder
     return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub can be asked at all: HF_HUB_OFFLINE unset and its host answers.
+
+    Without this check huggingface_hub retries an unreachable hub for about
+    half a minute before giving up.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _locate(spec: str) -> tuple[Path, Path | None]:
