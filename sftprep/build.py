@@ -26,6 +26,15 @@ from sftprep import __version__
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
 from sftprep.errors import ConfigError, DataError, OutputError, RecordError
 from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, exploded_batches, schema_for, sequence_batch
+from sftprep.packing import (
+    DEFAULT_BUFFER_EXAMPLES,
+    Packer,
+    packed_schema_for,
+    packing_problems,
+    pad_batch,
+    pad_id_for,
+    padded_schema,
+)
 from sftprep.parallel import run_transform
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import Renderer, Template, bind_template, detect_template, load_template
@@ -62,6 +71,10 @@ class BuildConfig:
     input_format: str | None = None
     max_record_bytes: int = 16 * 2**20
     workers: int = 1
+    pack: bool = False
+    pack_buffer: int = DEFAULT_BUFFER_EXAMPLES
+    pad_to: str | None = None
+    pad_to_multiple_of: int | None = None
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -89,6 +102,9 @@ class BuildConfig:
             problems.append("--workers must be at least 1")
         if not self.inputs:
             problems.append("no input given")
+        problems += packing_problems(
+            self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
+        )
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -310,6 +326,8 @@ def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
         "bos_policy": "as the tokenizer's post-processor adds it (ids before the prompt: "
         f"{info.head_ids}); a duplicate BOS from the text is removed",
         "trained": "target tokens and EOS; never the prompt",
+        "packed": config.pack,
+        "padded": config.pad_to is not None or config.pad_to_multiple_of is not None,
     }
 
 
@@ -376,8 +394,21 @@ class _Stream:
         self.renderer: Renderer | None = None
         self.rejects = rejects
         self.progress = progress
-        self.schema = with_metadata(schema_for(config.mode, config.labels), _convention(config, info))
+        # Rows leave the transform unpacked (row_schema); packing and padding,
+        # in this process and in order, turn them into what is written (schema).
+        self.row_schema = schema_for(config.mode, config.labels)
+        written = packed_schema_for(config.labels) if config.pack else self.row_schema
+        self.padding = config.pad_to is not None or config.pad_to_multiple_of is not None
+        if self.padding:
+            written = padded_schema(written)
+        self.schema = with_metadata(written, _convention(config, info))
         self.writer = ShardWriter(directory, self.schema, config.shard_size)
+        self.packer = (
+            Packer(config.max_length, config.labels, buffer_examples=config.pack_buffer)
+            if config.pack
+            else None
+        )
+        self.pad_id = pad_id_for(info)
         self.counts = Counts()
 
     def run(self, records: Iterable[Record]) -> None:
@@ -395,6 +426,9 @@ class _Stream:
             for result in run_transform(transform, itertools.chain([batch], batches), self.config.workers):
                 self._take(result)
             break
+        if self.packer is not None:
+            self._write(self.packer.flush())
+            self.counts.rows_written = self.packer.stats.rows
         if self.template is None and self.counts.records_read == 0:
             raise DataError("the input holds no records")
 
@@ -410,14 +444,22 @@ class _Stream:
             self.info.add_special_tokens(list(self.template.markers))
         options = EncodeOptions(self.config.max_length, self.config.truncation, self.config.verify_prompts)
         encoder = Encoder(self.info, options)
-        return BatchTransform(self.renderer, encoder, self.config.mode, self.config.labels, self.schema)
+        return BatchTransform(self.renderer, encoder, self.config.mode, self.config.labels, self.row_schema)
 
     def _take(self, result: BatchResult) -> None:
         for record, error in result.rejects:
             self.rejects.handle(record, error)
         for out in result.batches:
-            self.writer.write(out)
+            self._write(self.packer.add_rows(out) if self.packer is not None else [out])
         _add(self.counts, result.counts)
+
+    def _write(self, batches: list[pa.RecordBatch]) -> None:
+        for batch in batches:
+            if self.padding:
+                config = self.config
+                length = config.max_length if config.pad_to == "max-length" else None
+                batch = pad_batch(batch, self.pad_id, length, config.pad_to_multiple_of, self.schema)
+            self.writer.write(batch)
 
 
 def _add(total: Counts, part: Counts) -> None:
@@ -451,4 +493,8 @@ def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
         "columns": stream.schema.names,
         "shards": shards,
         "rejects_file": REJECTS if sum(counts.skipped.values()) else None,
+        "packing": stream.packer.stats.as_dict() if stream.packer is not None else None,
+        "padding": {"pad_id": stream.pad_id, "to": config.pad_to, "multiple_of": config.pad_to_multiple_of}
+        if stream.padding
+        else None,
     }

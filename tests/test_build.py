@@ -145,3 +145,30 @@ def test_same_input_same_bytes(tmp_path, tokenizer_path):
     assert files == sorted(p.name for p in b.output.iterdir())
     for name in files:
         assert (a.output / name).read_bytes() == (b.output / name).read_bytes(), name
+
+
+def test_packed_build_efficiency_on_alpaca(tmp_path, data_path, tokenizer_path):
+    """Issue 7's acceptance figure, through the build: alpaca_5000, gpt2, L=2048."""
+    result = build(
+        tmp_path, data_path("instruction", "alpaca_5000.json"), tokenizer=tokenizer_path("gpt2"),
+        max_length=2048, pack=True, on_error="skip",
+    )  # fmt: skip
+    packing = result.manifest["packing"]
+    assert packing["efficiency"] >= 0.98
+    ds = load_from_disk(str(result.output))
+    assert len(ds) == packing["rows"] == result.manifest["counts"]["rows_written"]
+    assert sum(len(r) for r in ds["seq_lengths"]) == result.manifest["counts"]["examples_written"] == 4998
+    assert all(len(ids) <= 2048 for ids in ds["input_ids"])
+
+
+@pytest.mark.parametrize("labels", ["shifted", "hf"])
+def test_padded_rows(tmp_path, labels):
+    result = build(tmp_path, str(SAMPLES / "qa.jsonl"), max_length=64, pad_to="max-length", labels=labels)
+    ds = load_from_disk(str(result.output))
+    assert {len(r) for r in ds["input_ids"]} == {64}
+    label_column = "labels" if labels == "hf" else "target_ids"
+    for row in ds:
+        real = sum(row["attention_mask"])
+        assert all(t == -100 for t in row[label_column][real:])
+    assert result.manifest["padding"]["pad_id"] == 0
+    assert result.manifest["counts"]["tokens"] == sum(sum(m) for m in ds["attention_mask"])
