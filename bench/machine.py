@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("sftprep", "tokenizers", "pyarrow", "numpy", "datasets", "transformers")
 
 
@@ -53,7 +54,10 @@ def _git(repo: Path, *args: str) -> str | None:
 def describe(repo: Path) -> dict[str, Any]:
     """Facts about this run's machine and software, for the report and the JSON."""
     dirty = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", "sftprep")
+    import sftprep
+
     return {
+        "sftprep_imported_from": str(Path(sftprep.__file__).resolve().parent.parent),
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": _cpu_model(),
@@ -75,15 +79,17 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
     """The machine block printed above the table."""
     versions = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v) or "none"
     missing = [k for k, v in info["packages"].items() if not v]
-    commit = info["sftprep_commit"] or "unknown"
+    commit = f"commit {info['sftprep_commit'] or 'unknown'}"
     if info["sftprep_uncommitted_changes"]:
         commit += " + uncommitted changes in sftprep/"
+    if Path(info["sftprep_imported_from"]) != REPO:
+        commit = f"imported from {info['sftprep_imported_from']} (the repository is at {commit})"
     memory = f", {info['memory_gib']:.0f} GiB RAM" if info["memory_gib"] else ""
     lines = [
         f"machine: {info['cpus_usable']} usable cores ({info['cpus']} online), {info['cpu_model']}{memory}",
         f"         {info['platform']}, Python {info['python']}",
         f"versions: {versions}" + (f" (not installed: {', '.join(missing)})" if missing else ""),
-        f"sftprep: commit {commit}",
+        f"sftprep: {commit}",
     ]
     if info["env"]:
         lines.append("env: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))

@@ -8,7 +8,7 @@ In one run, on the same rows and the same tokenizer, side by side:
 3. ``sftprep build`` in sequence mode with ``--labels shifted`` and ``--labels hf``
    (and ``--workers 1`` when the option exists), and exploded mode on a subset;
 
-then prints one table (rows/s, tokens/s, MB/s in, peak RSS, ratios to the limit
+then prints one table (rows/s, tokens/s, MB/s in, peak memory, ratios to the limit
 and to the fastest datasets.map run) and checks that a 2,000,000-row build peaks
 at no more memory than a 200,000-row one (``--skip-memory`` skips that part,
 which takes the longest). Every route runs in a process of its own; see
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 import datagen  # noqa: E402 - bench/ is a folder of scripts, not a package
 import machine  # noqa: E402
-from procstat import ProcResult, run_measured  # noqa: E402
+from procstat import ProcResult, run_measured, wait_until_quiet  # noqa: E402
 
 REPO = HERE.parent
 ROUTES = HERE / "routes.py"
@@ -49,6 +49,7 @@ MAP_RATIO = 3.0
 MEMORY_GROWTH = 1.2
 MEMORY_CEILING = 1 * GiB
 EXPLODED_RATIO = 0.5
+SHARED_CPU = 0.1  # cores used by others during a route, above which its row is suspect
 
 
 @dataclass
@@ -77,8 +78,10 @@ class Measured:
     rows: int | None = None
     tokens: int | None = None
     written_tokens: int | None = None
+    peak_pss: int | None = None
     peak_rss: int | None = None
     max_rss: int | None = None
+    other_cpu: float | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per route; the fastest counts (1)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a route is killed")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="before each route, wait up to this many seconds for other processes to leave the CPU (60)",
+    )
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep generated inputs and outputs")
     args = parser.parse_args(argv)
@@ -286,12 +295,15 @@ def _cleanup(route: Route) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run_route(route: Route, env: dict[str, str], logs: Path, timeout: float) -> Measured:
-    """Run one route once and read what it reports."""
+def run_route(route: Route, env: dict[str, str], logs: Path, args: argparse.Namespace) -> Measured:
+    """Run one route once (on a quiet machine, if it gets quiet) and read what it reports."""
     _cleanup(route)
+    wait_until_quiet(args.quiet_wait)
     measured = Measured(route.key, route.label, route.kind, route.input.stat().st_size)
-    proc: ProcResult = run_measured(route.argv, logs, route.key, env=env, timeout=timeout)
+    proc: ProcResult = run_measured(route.argv, logs, route.key, env=env, timeout=args.timeout)
     measured.wall, measured.peak_rss, measured.max_rss = proc.wall, proc.peak_rss, proc.max_rss
+    measured.peak_pss = proc.peak_pss
+    measured.other_cpu = proc.other_cpu
     report = _last_json(proc.stdout)
     if proc.returncode != 0 or report is None or "error" in report:
         why = "killed after the timeout" if proc.timed_out else f"exit {proc.returncode}"
@@ -326,8 +338,9 @@ def run_table(routes: list[Route], env, logs: Path, args) -> dict[str, Measured]
         for route in routes:
             tag = f"[{round_ + 1}/{args.repeat}] " if args.repeat > 1 else ""
             print(f"  {tag}{route.label} ...", end="", flush=True, file=sys.stderr)
-            m = run_route(route, env, logs, args.timeout)
-            print(f" {m.seconds:.2f} s" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
+            m = run_route(route, env, logs, args)
+            busy = f" (others kept {m.other_cpu:.2f} cores busy)" if (m.other_cpu or 0) > SHARED_CPU else ""
+            print(f" {m.seconds:.2f} s{busy}" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
             old = best.get(route.key)
             if old is None or old.seconds is None or (m.seconds is not None and m.seconds < old.seconds):
                 best[route.key] = m
@@ -346,7 +359,7 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
     shifted = results.get("sftprep-shifted")
     header = (
         f"{'route':<46} {'rows':>8} {'tokens':>11} {'work s':>7} {'wall s':>7} {'rows/s':>8} "
-        f"{'tok/s':>7} {'MB/s in':>7} {'peak RSS':>9} {'x limit':>7} {'x map':>6}"
+        f"{'tok/s':>7} {'MB/s in':>7} {'peak mem':>9} {'x limit':>7} {'x map':>6} {'busy':>5}"
     )
     lines = [header, "-" * len(header)]
     for m in results.values():
@@ -365,17 +378,23 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
             f"{m.label:<46} {m.rows:>8,} {tokens:>11,} {m.seconds:>7.2f} {m.wall:>7.2f} "
             f"{_fmt(m.rate('rows'), ',.0f'):>8} {_fmt(tok_rate and tok_rate / 1e6, '.2f') + 'M':>7} "
             f"{_fmt(m.rate('bytes') and m.rate('bytes') / 1e6, '.1f'):>7} "
-            f"{_fmt(m.peak_rss and m.peak_rss / MiB, ',.0f') + ' MiB':>9} "
-            f"{_fmt(x_limit, '.2f'):>7} {_fmt(x_map, '.2f'):>6}"
+            f"{_fmt(m.peak_pss and m.peak_pss / MiB, ',.0f') + ' MiB':>9} "
+            f"{_fmt(x_limit, '.2f'):>7} {_fmt(x_map, '.2f'):>6} {_fmt(m.other_cpu, '.2f'):>5}"
         )
     lines += [
         "",
         "work s: the route's own timer after its imports (the limit times only encode_batch_fast over texts",
         "already in memory; datasets.map times tokenizer + load_dataset + map; sftprep times the whole build).",
         "wall s: the whole process. tok/s: tokens in the rows written (sftprep and map count the EOS; exploded:",
-        "every written id, prefixes included). peak RSS: summed over the process tree, sampled every 0.1 s.",
+        "every written id, prefixes included). peak mem: resident memory summed over the route's processes",
+        "(PSS, so pages forked workers share count once; sampled every 0.1 s), or the largest process's peak",
+        "RSS (exact, from rusage) when that is more.",
         "x limit / x map: rows/s over the limit's rows/s and over the fastest datasets.map run's, on the same rows.",
+        f"busy: cores other processes kept busy meanwhile; above {SHARED_CPU} the row measured a shared machine.",
     ]
+    shared = [m.label for m in results.values() if m.other_cpu is not None and m.other_cpu > SHARED_CPU]
+    if shared:
+        lines.append("WARNING: the machine was not quiet during: " + "; ".join(shared) + " (try --repeat)")
     if best_map is not None:
         lines.append(f"fastest datasets.map run: {best_map.label} ({best_map.detail.get('tokenizer', '?')}).")
     if shifted is not None and shifted.seconds:
@@ -410,7 +429,7 @@ def targets(results: dict[str, Measured], memory: dict[str, Any] | None) -> list
     if memory and memory.get("ratio") is not None:
         out.append(
             _target(
-                f"3. 2M-row peak RSS <= {MEMORY_GROWTH}x the 200k-row peak",
+                f"3. 2M-row peak memory <= {MEMORY_GROWTH}x the 200k-row peak",
                 memory["ratio"],
                 MEMORY_GROWTH,
                 higher_is_better=False,
@@ -418,8 +437,8 @@ def targets(results: dict[str, Measured], memory: dict[str, Any] | None) -> list
         )
         out.append(
             _target(
-                "3. 2M-row peak RSS < 1 GiB (GiB)",
-                memory["large_peak_rss"] / GiB,
+                "3. 2M-row peak memory < 1 GiB (GiB)",
+                memory["large_peak"] / GiB,
                 1.0,
                 higher_is_better=False,
                 strict=True,
@@ -474,13 +493,13 @@ def memory_check(args, source, work: Path, env, logs: Path) -> dict[str, Any]:
             [],
         )
         print(f"  {route.label} ...", end="", flush=True, file=sys.stderr)
-        m = run_route(route, env, logs, args.timeout)
+        m = run_route(route, env, logs, args)
         print(f" {m.seconds:.1f} s" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
         path.unlink(missing_ok=True)
         result[str(rows)] = asdict(m)
-        peaks.append(m.peak_rss if not m.error else None)
+        peaks.append(m.peak_pss if not m.error else None)
     if None not in peaks:
-        result["small_peak_rss"], result["large_peak_rss"] = peaks
+        result["small_peak"], result["large_peak"] = peaks
         result["ratio"] = peaks[1] / peaks[0]
     return result
 
@@ -494,8 +513,9 @@ def memory_lines(memory: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"  {rows:>10,} rows: {m['input_bytes'] / 1e6:>7,.0f} MB in, {m['tokens']:>12,} tokens, "
-            f"{m['seconds']:>7.1f} s, {m['tokens'] / m['seconds'] / 1e6:.2f}M tok/s, peak RSS "
-            f"{m['peak_rss'] / MiB:,.0f} MiB (largest process {m['max_rss'] / MiB:,.0f} MiB)"
+            f"{m['seconds']:>7.1f} s, {m['tokens'] / m['seconds'] / 1e6:.2f}M tok/s, peak mem "
+            f"{m['peak_pss'] / MiB:,.0f} MiB (RSS summed {m['peak_rss'] / MiB:,.0f} MiB, largest process "
+            f"{m['max_rss'] / MiB:,.0f} MiB)"
         )
     if memory.get("ratio") is not None:
         lines.append(f"  ratio {memory['ratio']:.2f} (target <= {MEMORY_GROWTH}, and under 1 GiB)")

@@ -1,0 +1,182 @@
+"""Where ``sftprep build`` spends its time: py-spy samples, summed by pipeline stage.
+
+    python bench/profile.py                       # 50,000 bench rows, --workers 1
+    python bench/profile.py --workers 2           # main process and each worker, apart
+    python bench/profile.py --input my.jsonl -- -t qa --labels hf
+
+It samples a real ``sftprep build`` (wall-clock samples, idle ones included, with
+native frames so time inside tokenizers, numpy and Arrow is seen), then files
+every sample under the stage its stack belongs to: reading and JSON, templating,
+the tokenizer's ``encode_batch``, the per-row Python in ``encode.py``, labels,
+Arrow writing, imports, garbage collection, ... and prints the share of each.
+The collapsed stacks are kept (``bench/results/profile-*.txt``; speedscope.app
+opens them) for a closer look.
+
+Needs ``py-spy`` (``pip install py-spy``) and the right to trace a child
+process (root, or ``kernel.yama.ptrace_scope=0``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import datagen  # noqa: E402 - bench/ is a folder of scripts, not a package
+
+DEFAULT_TOKENIZER = HERE.parent.parent / "shared" / "tokenizers" / "gpt2"
+
+# Stages by the module of the deepest sftprep frame of a sample.
+MODULE_STAGES = {
+    "readers.py": "reading + JSON parsing (readers.py)",
+    "templates.py": "templating (templates.py)",
+    "encode.py": "per-row Python in encode.py (split, EOS, lists -> numpy)",
+    "labels.py": "labels + Arrow arrays (labels.py)",
+    "writer.py": "Arrow IPC writing, sha256 of shards (writer.py)",
+    "tokenizer.py": "loading the tokenizer (tokenizer.py)",
+    "build.py": "build loop: batching, render loop, counts (build.py)",
+    "parallel.py": "worker pool: submit, pickling, waiting (parallel.py)",
+    "packing.py": "packing (packing.py)",
+    "cli.py": "cli.py",
+}
+
+
+@functools.cache
+def _source_line(package_root: str, frame: str) -> str:
+    """The source text of a py-spy frame ``func (sftprep/encode.py:128)``."""
+    try:
+        location = frame[frame.rindex("(") + 1 : -1]
+        path, line = location.rsplit(":", 1)
+        lines = (Path(package_root) / path).read_text(encoding="utf-8").splitlines()
+        return lines[int(line) - 1]
+    except (ValueError, OSError, IndexError):
+        return ""
+
+
+def classify(frames: list[str], package_root: str) -> str:
+    """The stage one sampled stack (root first) belongs to."""
+    stack = ";".join(frames)
+    if "_find_and_load" in stack:
+        if "_features_dict (sftprep/writer.py" in stack:
+            return "importing datasets for the schema (writer._features_dict)"
+        return "imports at start-up"
+    if "gc_collect_main" in stack:
+        return "Python's cyclic garbage collector"
+    if "drop_glue" in stack and "PyEncoding" in stack:
+        return "freeing tokenizers Encoding objects"
+    deepest = max((i for i, f in enumerate(frames) if "sftprep/" in f), default=None)
+    if deepest is None:
+        return "outside sftprep (interpreter start-up and exit, idle)"
+    frame = frames[deepest]
+    line = _source_line(package_root, frame)
+    if ".encode_batch" in line:
+        return "tokenizers encode_batch (Rust)"
+    if "tok.encode(" in line or "tok.decode(" in line:
+        return "tokenizers encode/decode, one row at a time (boundary fixes)"
+    module = frame[frame.rindex("sftprep/") + len("sftprep/") : frame.rindex(":")]
+    return MODULE_STAGES.get(module, module)
+
+
+def summarize(raw: Path, package_root: str) -> dict[str, Counter[str]]:
+    """Samples per stage, per process (``main`` unless py-spy recorded several)."""
+    by_process: dict[str, Counter[str]] = {}
+    for text in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not text.strip():
+            continue
+        stack, _, count = text.rpartition(" ")
+        frames = stack.split(";")
+        process = "main"
+        if frames and frames[0].startswith("process "):
+            process, frames = frames[0].split(":")[0], frames[1:]
+        by_process.setdefault(process, Counter())[classify(frames, package_root)] += int(count)
+    return by_process
+
+
+def report(by_process: dict[str, Counter[str]], rate: int) -> list[str]:
+    lines = []
+    for process, stages in sorted(by_process.items(), key=lambda kv: -sum(kv[1].values())):
+        total = sum(stages.values())
+        lines.append(f"{process}: {total} samples, about {total / rate:.1f} s of wall time")
+        for stage, n in stages.most_common():
+            lines.append(f"  {100 * n / total:5.1f}%  {n / rate:6.2f} s  {stage}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Profile sftprep build with py-spy, by stage.")
+    parser.add_argument("--input", type=Path, help="input file (default: --rows bench rows)")
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER))
+    parser.add_argument("--workers", type=int, default=1, help="--workers for the build (1)")
+    parser.add_argument("--rate", type=int, default=250, help="samples per second (250)")
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("build_args", nargs="*", help="more sftprep build options, after --")
+    args = parser.parse_args(argv)
+    if shutil.which("py-spy") is None:
+        raise SystemExit("bench/profile.py needs py-spy: pip install py-spy")
+    import sftprep
+
+    package_root = str(Path(sftprep.__file__).resolve().parent.parent)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = args.results / f"profile-work-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        source = args.input
+        if source is None:
+            source = work / f"rows-{args.rows}.jsonl"
+            datagen.write_rows(datagen.load_source(), args.rows, source)
+        raw = args.results / f"profile-{stamp}.txt"
+        build = [
+            sys.executable,
+            "-m",
+            "sftprep",
+            "build",
+            str(source),
+            "-o",
+            str(work / "out"),
+            "--tokenizer",
+            args.tokenizer,
+            "-q",
+        ]
+        build += args.build_args or ["-t", "prompt-completion"]
+        help_text = subprocess.run([*build[:4], "--help"], capture_output=True, text=True, cwd=HERE).stdout
+        if "--workers" in help_text:
+            build += ["--workers", str(args.workers)]
+        elif args.workers != 1:
+            raise SystemExit("this sftprep has no --workers option")
+        spy = [
+            "py-spy",
+            "record",
+            "--idle",
+            "--native",
+            "--rate",
+            str(args.rate),
+            "--format",
+            "raw",
+            "-o",
+            str(raw),
+        ]
+        if args.workers > 1:
+            spy.append("--subprocesses")
+        start = time.perf_counter()
+        done = subprocess.run([*spy, "--", *build], capture_output=True, text=True, cwd=HERE)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"profiling failed:\n{done.stderr.strip()}")
+        print(f"sftprep build {' '.join(build[4:])}")
+        print(f"sftprep from {package_root}; {wall:.1f} s under py-spy; stacks in {raw}")
+        print("\n".join(report(summarize(raw, package_root), args.rate)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
