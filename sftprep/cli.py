@@ -244,3 +244,8 @@ def _run(invoke: Callable[[], Any], debug: bool) -> int:
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback; please report it)"
         )
         return EXIT_INTERNAL
+
+
+from sftprep.cli_inspect import inspect  # noqa: E402
+
+cli.add_command(inspect)
