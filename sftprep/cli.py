@@ -28,6 +28,7 @@ from sftprep.errors import (
     Terminated,
 )
 from sftprep.labels import LABEL_STYLES, MODES
+from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, PAD_TO_CHOICES
 from sftprep.templates import load_template, parse_assignments, shipped_templates
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -56,7 +57,24 @@ def _say(message: str) -> None:
     click.echo(f"sftprep: {message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """A click group whose ``main`` maps sftprep's errors to one line and an exit code.
+
+    Doing it here rather than in a wrapper means click's CliRunner (the tests)
+    and the ``sftprep`` console script behave the same.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        code = _run(
+            lambda: super(_Group, self).main(argv, prog_name, complete_var, False, **extra), "--debug" in argv
+        )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sftprep")
 @click.option("--debug", is_flag=True, help="Show a traceback for errors (for bug reports).")
 def cli(debug: bool) -> None:
@@ -109,6 +127,13 @@ def cli(debug: bool) -> None:
               help="Input format (default: detected from the content).")  # fmt: skip
 @click.option("--max-record-bytes", type=_Size(), default="16MiB", show_default=True,
               help="Reject records larger than this.")  # fmt: skip
+@click.option("--pack", is_flag=True, help="Pack whole examples into rows of at most --max-length tokens "
+              "(best-fit decreasing; position_ids and seq_lengths keep examples apart).")  # fmt: skip
+@click.option("--pack-buffer", type=click.IntRange(min=1), default=DEFAULT_BUFFER_EXAMPLES, show_default=True,
+              help="Examples held and packed together (memory bound).")  # fmt: skip
+@click.option("--pad-to", type=click.Choice(PAD_TO_CHOICES), help="Pad every row to --max-length.")
+@click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
+              help="Pad every row up to a multiple of N tokens.")  # fmt: skip
 @click.option("-w", "--workers", "--num-proc", type=click.IntRange(min=1), default=default_workers,
               show_default="available cores", help="Worker processes (output is identical for any count).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -182,6 +207,13 @@ def _summary(result: BuildResult) -> None:
         f"read {c['records_read']:,} records; skipped: {skipped}; dropped as too long: "
         f"{c['dropped_too_long']}; truncated: {c['truncated']}; boundary adjusted: {c['boundary_adjusted']}"
     )
+    packing = result.manifest.get("packing")
+    if packing:
+        _say(
+            f"packed {packing['examples']:,} examples into {packing['rows']:,} rows of at most "
+            f"{packing['max_length']} tokens: efficiency {packing['efficiency']:.1%}, "
+            f"{packing['examples_per_row']['mean']:.1f} examples per row"
+        )
     if c["skipped_total"]:
         _say(f"rejected records are in {result.output / 'rejects.jsonl'}")
     added = result.manifest["tokenizer"]["added_tokens"]
@@ -205,11 +237,9 @@ def templates() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, mapping errors to one line and an exit code."""
-    argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(_run(lambda: cli.main(argv, prog_name="sftprep", standalone_mode=False), debug))
+    cli.main(argv, prog_name="sftprep")
 
 
 def _terminate(signum, frame) -> None:

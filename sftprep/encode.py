@@ -33,8 +33,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sftprep.boundary import PieceLengths
 from sftprep.tokenizer import TokenizerInfo
 
+# Pairs whose boundary both rules must agree on: plain, merged, multi-byte,
+# whitespace runs, digits, an empty prompt.
+_PROBES = [
+    ("Question: What is 2+2? Answer:", " 4"),
+    ("Answer: ", "Paris"),
+    ("Answer:", "Paris"),
+    ("Grüße aus Köln", " 🙂 ja"),
+    ("x\n\n", "\n  indented"),
+    ("", "only a target"),
+    ("Total: 12", "34 units"),
+    ("日本語の", "テキスト"),
+]
 _ANCHOR = "\n"  # a character no tokenizer merges with a following letter
 
 TRUNCATE_PROMPT = "prompt"  # cut the prompt from the left; keep the target whole
@@ -121,11 +134,36 @@ class Encoder:
         self.tail = list(info.tail_ids)
         self.eos = info.eos_id
         self.bos = info.bos_id
+        # Without offsets where token lengths tell the boundary (see boundary.py);
+        # --verify-prompts checks every row against the prompt tokenized alone instead.
+        self.pieces = None if options.verify_prompts else PieceLengths.for_tokenizer(self.tok)
+        if self.pieces is not None and not self._pieces_agree():
+            self.pieces = None
+
+    def _pieces_agree(self) -> bool:
+        """The fast boundary rule gives the offsets rule's answer on probe pairs."""
+        prompts = [p for p, _ in _PROBES]
+        joint = [p + t for p, t in _PROBES]
+        rows = [_strip_tail(e.ids, self.tail) + self.tail for e in self.tok.encode_batch_fast(joint)]
+        assert self.pieces is not None
+        fast = self.pieces.prompt_token_counts(rows, prompts, len(self.head), len(self.tail)).tolist()
+        for (prompt, _), enc, k in zip(_PROBES, self.tok.encode_batch(joint), fast, strict=True):
+            exact = _prompt_split(enc, len(prompt), len(self.head))
+            if k != (-1 if exact is None else exact):
+                return False
+        return True
 
     def encode(self, prompts: Sequence[str], targets: Sequence[str]) -> EncodedBatch:
         """Encode a batch. Per-pair problems become ``rejected``/``dropped`` entries."""
         joint = [p + t for p, t in zip(prompts, targets, strict=True)]
-        encodings = self.tok.encode_batch(joint, add_special_tokens=True)
+        if self.pieces is not None:
+            encodings = self.tok.encode_batch_fast(joint, add_special_tokens=True)
+            all_ids = [e.ids for e in encodings]
+            known = self.pieces.prompt_token_counts(all_ids, prompts, len(self.head), len(self.tail)).tolist()
+        else:
+            encodings = self.tok.encode_batch(joint, add_special_tokens=True)
+            all_ids = [e.ids for e in encodings]
+            known = [-1] * len(joint)
         alone = None
         if self.options.verify_prompts:
             alone = self.tok.encode_batch_fast(list(prompts), add_special_tokens=True)
@@ -137,9 +175,14 @@ class Encoder:
         rejected: list[tuple[int, str, str]] = []
         dropped: list[int] = []
         counts = {"boundary_adjusted": 0, "truncated": 0, "eos_in_text": 0, "double_bos_removed": 0}
-        for i, enc in enumerate(encodings):
+        for i, ids in enumerate(all_ids):
             try:
-                ids, n_prompt, was_adjusted = self._split(enc, prompts[i], joint[i], alone, i)
+                ids = _strip_tail(ids, self.tail)
+                if known[i] >= 0:
+                    n_prompt, was_adjusted = known[i], False
+                else:
+                    enc = encodings[i] if self.pieces is None else self.tok.encode(joint[i])
+                    ids, n_prompt, was_adjusted = self._split(enc, ids, prompts[i], joint[i], alone, i)
                 ids, n_prompt = self._fix_specials(ids, n_prompt, counts)
                 ids, n_prompt, was_truncated = self._truncate(ids, n_prompt)
             except _Rejected as exc:
@@ -171,9 +214,10 @@ class Encoder:
             counts=counts,
         )
 
-    def _split(self, enc, prompt: str, joint: str, alone, i: int) -> tuple[list[int], int, bool]:
-        """Return (ids without post-processor tail, prompt length, boundary adjusted?)."""
-        ids = _strip_tail(enc.ids, self.tail)
+    def _split(
+        self, enc, ids: list[int], prompt: str, joint: str, alone, i: int
+    ) -> tuple[list[int], int, bool]:
+        """With offsets: return (ids, prompt length, boundary adjusted?)."""
         k = _prompt_split(enc, len(prompt), len(self.head))
         if k is not None and (alone is None or _strip_tail(alone[i].ids, self.tail) == ids[:k]):
             return ids, k, False

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -34,12 +35,38 @@ from sftprep.errors import ConfigError, OutputError
 STAGING_PREFIX = ".sftprep-tmp-"
 
 
-def _features_dict(schema: pa.Schema) -> dict[str, Any]:
-    # datasets is imported here only: it takes a second to import and the hot
-    # path does not need it.
-    from datasets import Features
+_VALUE_TYPES = {
+    pa.int8(): "int8", pa.int32(): "int32", pa.int64(): "int64",
+    pa.bool_(): "bool", pa.string(): "string",
+}  # fmt: skip
 
-    return Features.from_arrow_schema(schema).to_dict()
+
+def _feature(arrow_type: pa.DataType) -> dict[str, Any] | None:
+    if pa.types.is_list(arrow_type):
+        inner = _feature(arrow_type.value_type)
+        return None if inner is None else {"feature": inner, "_type": "List"}
+    dtype = _VALUE_TYPES.get(arrow_type)
+    return None if dtype is None else {"dtype": dtype, "_type": "Value"}
+
+
+def _features_dict(schema: pa.Schema) -> dict[str, Any]:
+    """datasets' description of the columns (its ``Features``), as load_from_disk reads it.
+
+    Importing datasets takes most of a second, paid by every build; for the
+    column types sftprep writes, and the datasets versions that describe lists
+    as ``List`` (4.0 and later), the same dict is written here directly (a test
+    checks it against datasets). Otherwise datasets itself is asked.
+    """
+    try:
+        modern = int(importlib.metadata.version("datasets").split(".")[0]) >= 4
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        modern = False
+    features = {f.name: _feature(f.type) for f in schema} if modern else {}
+    if not modern or any(v is None for v in features.values()):
+        from datasets import Features
+
+        return Features.from_arrow_schema(schema).to_dict()
+    return features
 
 
 def with_metadata(schema: pa.Schema, convention: dict[str, Any]) -> pa.Schema:

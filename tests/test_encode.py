@@ -137,3 +137,47 @@ def test_truncation_never_leaves_no_trained_token(tokenizer_path):
     assert [r[1] for r in enc.rejected] == ["target_too_long"]
     enc = Encoder(info, EncodeOptions(max_length=3, truncation="target")).encode(["a b c d e f"], [" g"])
     assert [r[1] for r in enc.rejected] == ["no_trained_token"]
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+@pytest.mark.parametrize(("parts", "template", "fields", "limit"), DATASETS, ids=lambda v: str(v))
+def test_length_rule_agrees_with_offsets(
+    tokenizer, parts, template, fields, limit, tokenizer_path, data_path
+):
+    """The offset-free boundary rule (boundary.py) gives the same rows as the offsets rule."""
+    info = load_tokenizer(tokenizer_path(tokenizer))
+    fast = Encoder(info, EncodeOptions())
+    assert fast.pieces is not None, "all four shared tokenizers have a length rule"
+    slow = Encoder(info, EncodeOptions())
+    slow.pieces = None
+    pairs = _pairs(data_path, parts, template, fields, limit)
+    prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
+    a, b = fast.encode(prompts, targets), slow.encode(prompts, targets)
+    assert a.ids.tolist() == b.ids.tolist()
+    assert a.prompt_lens.tolist() == b.prompt_lens.tolist()
+    assert a.boundary_adjusted.tolist() == b.boundary_adjusted.tolist()
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+def test_length_rule_on_awkward_pairs(tokenizer, tokenizer_path):
+    info = load_tokenizer(tokenizer_path(tokenizer))
+    fast = Encoder(info, EncodeOptions())
+    slow = Encoder(info, EncodeOptions())
+    slow.pieces = None
+    prompts = [
+        "<s>Question:",
+        "a</s>b:",
+        "Answer: ",
+        "tab\t",
+        "",
+        "  ",
+        "x",
+        "Ünïcödé:",
+        "emoji 🙂",
+        "<|im_end|>x",
+    ]
+    targets = [" yes", " no", "Paris", "\tnext", " all target", "  spaces", "y", " ä", "🙂", " z"]
+    a, b = fast.encode(prompts, targets), slow.encode(prompts, targets)
+    assert a.ids.tolist() == b.ids.tolist()
+    assert a.prompt_lens.tolist() == b.prompt_lens.tolist()
+    assert a.boundary_adjusted.tolist() == b.boundary_adjusted.tolist()

@@ -1,0 +1,144 @@
+"""Where the prompt ends in a jointly tokenized row, without token offsets.
+
+Offsets cost the tokenizer about a quarter of its time (``encode_batch`` vs
+``encode_batch_fast``). For the two tokenizer families that cover most models
+the same answer comes from token lengths instead:
+
+* byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM): every token stands for a
+  fixed string of bytes of the input;
+* SentencePiece-style BPE whose normalizer only prepends "▁" and replaces
+  characters (Llama 2, Mistral, Phi-3): every token stands for a fixed string
+  of the *normalized* input, and the normalized prompt is a prefix of the
+  normalized row.
+
+So a table ``piece_bytes[id]`` of those lengths, summed along a row, reaches
+the prompt's (normalized) byte length exactly at a token boundary if and only
+if no token straddles the boundary -- the same test ``encode.py`` makes with
+offsets. Rows holding a token whose length is not fixed (added tokens such as
+``<|im_end|>`` in the text, ``<unk>``) are left to the offsets path, and so
+are tokenizers of any other kind. A self-check at start-up compares both paths
+on probe strings and turns this one off if they ever disagree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+
+
+class PieceLengths:
+    """Byte length of the (normalized) text each token id stands for.
+
+    Build with :meth:`for_tokenizer`, which returns None for tokenizers this
+    does not apply to.
+    """
+
+    def __init__(self, tok: Tokenizer, lengths: np.ndarray, fixed: np.ndarray, normalize: bool):
+        self.tok = tok
+        self.lengths = lengths  # int64 per id
+        self.fixed = fixed  # bool per id: False for ids whose length is unknown (added tokens, unk)
+        self.normalize = normalize
+
+    @classmethod
+    def for_tokenizer(cls, tok: Tokenizer) -> PieceLengths | None:
+        data = json.loads(tok.to_str())
+        model = data.get("model") or {}
+        if model.get("type") != "BPE":
+            return None
+        kind = _family(data)
+        if kind is None:
+            return None
+        size = tok.get_vocab_size(with_added_tokens=True)
+        lengths = np.zeros(size, dtype=np.int64)
+        fixed = np.zeros(size, dtype=bool)
+        for piece, i in model["vocab"].items():
+            if i >= size:
+                continue
+            if kind == "bytelevel":
+                lengths[i] = len(piece)  # one character of the byte alphabet per byte
+            else:
+                lengths[i] = 1 if _BYTE_PIECE.match(piece) else len(piece.encode("utf-8"))
+            fixed[i] = True
+        for i in tok.get_added_tokens_decoder():
+            fixed[i] = False
+        if model.get("unk_token") is not None and tok.token_to_id(model["unk_token"]) is not None:
+            fixed[tok.token_to_id(model["unk_token"])] = False
+        return cls(tok, lengths, fixed, normalize=kind == "sentencepiece")
+
+    def text_bytes(self, prompt: str) -> int:
+        """The byte length of the prompt in the space the pieces are measured in."""
+        if self.normalize:
+            assert self.tok.normalizer is not None
+            return len(self.tok.normalizer.normalize_str(prompt).encode("utf-8"))
+        return len(prompt.encode("utf-8"))
+
+    def prompt_token_counts(
+        self, rows: Sequence[list[int]], prompts: Sequence[str], n_head: int, n_tail: int
+    ) -> np.ndarray:
+        """For each row, how many tokens (head included) the prompt is, or -1 if unknown.
+
+        -1 means: a token straddles the boundary, or the row holds a token of
+        unknown length; the caller then uses offsets.
+        """
+        n = len(rows)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(starts[-1]))
+        piece = self.lengths[flat]
+        unknown = ~self.fixed[flat]
+        # The post-processor's own tokens (BOS before, maybe EOS after) cover no text.
+        for pos in [starts[:-1] + h for h in range(n_head)] + [starts[1:] - 1 - t for t in range(n_tail)]:
+            pos = pos[(pos >= starts[:-1]) & (pos < starts[1:])]
+            piece[pos] = 0
+            unknown[pos] = False
+        cum = np.cumsum(piece)
+        before = np.concatenate(([0], cum))[starts[:-1]]  # text bytes before each row
+        want = before + np.fromiter((self.text_bytes(p) for p in prompts), dtype=np.int64, count=n)
+        # The first token after which `want` bytes are covered; a prompt of 0 bytes ends after the head.
+        idx = np.searchsorted(cum, want, side="left")
+        inside = idx < starts[1:]
+        hit = inside & (cum[np.minimum(idx, len(cum) - 1)] == want) if len(cum) else np.zeros(n, bool)
+        counts = np.where(hit, idx + 1 - starts[:-1], -1)
+        empty_prompt = want == before
+        counts = np.where(empty_prompt, n_head, counts)
+        row_unknown = np.add.reduceat(unknown, starts[:-1]) > 0 if len(flat) else np.zeros(n, bool)
+        counts[row_unknown | (lengths == 0)] = -1
+        return counts
+
+
+def _family(data: dict) -> str | None:
+    """Which length rule applies, from the tokenizer's JSON."""
+    normalizer, pre, decoder = data.get("normalizer"), data.get("pre_tokenizer"), data.get("decoder")
+    if normalizer is None and _has(pre, "ByteLevel") and _has(decoder, "ByteLevel"):
+        if any(p.get("add_prefix_space") for p in _parts(pre) if p.get("type") == "ByteLevel"):
+            return None  # the added space would belong to the prompt's first token
+        return "bytelevel"
+    if pre is None and data["model"].get("byte_fallback") and normalizer is not None:
+        allowed = all(
+            p.get("type") in ("Prepend", "Replace")
+            and (p.get("type") != "Replace" or "String" in p.get("pattern", {}))
+            for p in _parts(normalizer)
+        )
+        return "sentencepiece" if allowed else None
+    return None
+
+
+def _parts(component: dict | None) -> list[dict]:
+    if component is None:
+        return []
+    for key in ("normalizers", "pretokenizers", "decoders", "processors"):
+        if key in component:
+            return [p for c in component[key] for p in _parts(c)]
+    return [component]
+
+
+def _has(component: dict | None, kind: str) -> bool:
+    return any(p.get("type") == kind for p in _parts(component))
