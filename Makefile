@@ -19,7 +19,9 @@ demo: $(STAMP)
 	$(BIN)/sftprep build sample_data/qa.jsonl -o $(OUT)/qa --overwrite
 	$(BIN)/sftprep build sample_data/summarization.jsonl -o $(OUT)/summarization --overwrite
 	$(BIN)/sftprep build sample_data/translation.jsonl -o $(OUT)/translation --overwrite
-	@echo "Built $(OUT)/qa, $(OUT)/summarization and $(OUT)/translation."
+	$(BIN)/sftprep inspect $(OUT)/qa --limit 2
+	$(BIN)/sftprep inspect $(OUT)/qa --tokens --index 0
+	@echo "Built $(OUT)/qa, $(OUT)/summarization and $(OUT)/translation; try: $(BIN)/sftprep inspect $(OUT)/translation --stats"
 
 ## test: the whole suite, slow tests included (what CI runs)
 test: $(STAMP)
