@@ -75,6 +75,7 @@ class BuildConfig:
     pack_buffer: int = DEFAULT_BUFFER_EXAMPLES
     pad_to: str | None = None
     pad_to_multiple_of: int | None = None
+    exploded_budget: int = 10 * 2**30
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -111,7 +112,7 @@ class BuildConfig:
     def recorded(self) -> dict[str, Any]:
         """The configuration as the manifest records it (no output path)."""
         data = asdict(self)
-        for key in ("output", "overwrite", "workers"):  # none of these change the rows
+        for key in ("output", "overwrite", "workers", "exploded_budget"):  # none of these change the rows
             data.pop(key)
         data["inputs"] = list(self.inputs)
         return data
@@ -331,6 +332,14 @@ def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
     }
 
 
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 def default_workers() -> int:
     """The CPU cores this process may use."""
     try:
@@ -369,6 +378,7 @@ def run_build(
     with StagedOutput(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
         stream = _Stream(config, info, template, staged.path, rejects, progress)
+        stream.inputs_size = inputs.total_bytes()
         try:
             stream.run(inputs.records())
         finally:
@@ -410,6 +420,7 @@ class _Stream:
         )
         self.pad_id = pad_id_for(info)
         self.counts = Counts()
+        self.inputs_size: int | None = None
 
     def run(self, records: Iterable[Record]) -> None:
         batches = _batched(records, self.config.batch_size)
@@ -423,6 +434,8 @@ class _Stream:
                 )
                 continue
             transform = self._bind(first)
+            if self.config.mode == "exploded":
+                self._check_exploded_budget(transform(batch), batch)
             for result in run_transform(transform, itertools.chain([batch], batches), self.config.workers):
                 self._take(result)
             break
@@ -431,6 +444,34 @@ class _Stream:
             self.counts.rows_written = self.packer.stats.rows
         if self.template is None and self.counts.records_read == 0:
             raise DataError("the input holds no records")
+
+    def _check_exploded_budget(self, sample: BatchResult, records: list[Record]) -> None:
+        """Refuse an exploded build whose output would exceed ``--exploded-budget``.
+
+        Exploded rows grow with the square of the target length, so the size is
+        estimated before anything is written: the first batch's output bytes per
+        input byte, times the input's size (its record count when it is stdin).
+        """
+        out_bytes = sum(b.nbytes for b in sample.batches)
+        rows = sum(b.num_rows for b in sample.batches)
+        in_bytes = sum(len(r.raw) if r.raw is not None else len(json.dumps(r.data)) for r in records)
+        total = self.inputs_size
+        if total is None or in_bytes == 0:
+            factor, basis = 1.0, f"the first {len(records):,} records (input size unknown)"
+        else:
+            factor, basis = max(1.0, total / in_bytes), f"the first {len(records):,} records"
+        est_bytes, est_rows = out_bytes * factor, rows * factor
+        budget = self.config.exploded_budget
+        if est_bytes > budget:
+            raise ConfigError(
+                f"exploded mode would write about {est_rows:,.0f} rows and {_human(est_bytes)} "
+                f"(estimated from {basis}), over --exploded-budget {_human(budget)}: exploded rows grow "
+                "with the square of the target length. Use --mode sequence (the same training pairs "
+                "in one row per example), or raise --exploded-budget"
+            )
+        self.progress.log(
+            f"exploded mode: about {est_rows:,.0f} rows, {_human(est_bytes)} (estimated from {basis})"
+        )
 
     def _bind(self, first: Record) -> BatchTransform:
         if self.template is None:

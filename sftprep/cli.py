@@ -134,6 +134,8 @@ def cli(debug: bool) -> None:
 @click.option("--pad-to", type=click.Choice(PAD_TO_CHOICES), help="Pad every row to --max-length.")
 @click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
               help="Pad every row up to a multiple of N tokens.")  # fmt: skip
+@click.option("--exploded-budget", type=_Size(), default="10GiB", show_default=True,
+              help="Refuse an exploded build estimated to write more than this.")  # fmt: skip
 @click.option("-w", "--workers", "--num-proc", type=click.IntRange(min=1), default=default_workers,
               show_default="available cores", help="Worker processes (output is identical for any count).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")

@@ -210,6 +210,19 @@ class _Peekable(io.RawIOBase):
             self._head += more
         return self._head
 
+    def grow(self) -> bytes | None:
+        """Read once more, whatever the input has now (a pipe may give a few bytes).
+
+        Returns everything looked at so far, or None at the end of the input.
+        Sniffing grows the head only until it can decide, so records from a pipe
+        flow as soon as they arrive.
+        """
+        more = self._inner.read(SNIFF_BYTES)
+        if not more:
+            return None
+        self._head += more
+        return self._head
+
     def readinto(self, buf) -> int:
         if not self._head:
             return self._inner.readinto(buf) or 0
@@ -322,7 +335,9 @@ class InputFile:
 
     def _open(self, stdin: BinaryIO | None) -> BinaryIO:
         if self.name == "-":
-            return stdin if stdin is not None else sys.stdin.buffer
+            # The unbuffered stdin: a read returns what the pipe has, so records flow
+            # as they arrive instead of waiting for a full buffer.
+            return stdin if stdin is not None else sys.stdin.buffer.raw
         try:
             self._file = open(self.name, "rb", buffering=0)  # noqa: SIM115 - closed in close()
         except FileNotFoundError:
@@ -377,27 +392,30 @@ class InputFile:
 
     def _first_byte(self) -> bytes:
         """The first non-whitespace byte, or b"" for an empty (or all-whitespace) input."""
-        n = SNIFF_BYTES
-        while True:
-            head = self._stream.peek(n)
+        head: bytes | None = self._stream.peek(0)
+        while head is not None:
             rest = head.lstrip(_JSON_WS)
             if rest:
                 return rest[:1]
-            if len(head) < n or n > self.max_record_bytes:
+            if len(head) > self.max_record_bytes:
                 return b""
-            n *= 2
+            head = self._stream.grow()
+        return b""
 
     def _brace_format(self) -> str:
         """Tell JSON Lines from pretty-printed objects by the input's first line."""
-        n = SNIFF_BYTES
+        text: bytes | None = self._stream.peek(0)
         while True:
-            text = self._stream.peek(n)
+            assert text is not None
             newline = text.lstrip(_JSON_WS).find(b"\n")
             if newline >= 0:
                 break
-            if len(text) < n or n > self.max_record_bytes:
-                return "jsonl"  # one line, or a first line too long to be anything but JSONL
-            n *= 2
+            if len(text) > self.max_record_bytes:
+                return "jsonl"  # a first line too long to be anything but JSONL
+            grown = self._stream.grow()
+            if grown is None:
+                return "jsonl"  # one line
+            text = grown
         try:
             line = text.lstrip(_JSON_WS)[:newline].decode().rstrip()
             json.loads(line)

@@ -172,3 +172,45 @@ def test_padded_rows(tmp_path, labels):
         assert all(t == -100 for t in row[label_column][real:])
     assert result.manifest["padding"]["pad_id"] == 0
     assert result.manifest["counts"]["tokens"] == sum(sum(m) for m in ds["attention_mask"])
+
+
+def test_exploded_budget_refuses_before_writing(tmp_path, data_path, tokenizer_path):
+    from sftprep.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"exploded mode would write about [\d,]+ rows and .* Use --mode sequence"
+    ):
+        build(
+            tmp_path, data_path("instruction", "alpaca_5000.json"), tokenizer=tokenizer_path("gpt2"),
+            mode="exploded", exploded_budget=10 * 2**20, on_error="skip",
+        )  # fmt: skip
+    assert not list(tmp_path.iterdir())
+
+
+def test_stdin_is_read_as_a_stream():
+    """The first record comes out while stdin is still open: nothing waits for all of it."""
+    import os
+    import threading
+    import time
+
+    from sftprep.readers import InputFile
+
+    read_fd, write_fd = os.pipe()
+    writer = os.fdopen(write_fd, "wb")
+    writer.write(b'{"question": "a", "answer": "b"}\n')
+    writer.flush()
+    release = threading.Event()
+
+    def finish_later():
+        release.wait(30)
+        writer.write(b'{"question": "c", "answer": "d"}\n')
+        writer.close()
+
+    threading.Thread(target=finish_later, daemon=True).start()
+    with os.fdopen(read_fd, "rb", buffering=0) as stdin:
+        start = time.monotonic()
+        records = InputFile("-", stdin=stdin).records()
+        assert next(records).data == {"question": "a", "answer": "b"}
+        assert time.monotonic() - start < 20, "waited for the writer to finish"
+        release.set()
+        assert [r.data["question"] for r in records] == ["c"]
