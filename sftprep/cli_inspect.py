@@ -227,7 +227,7 @@ def inspect(
         look=look,
     )
     try:
-        rows, tok = _open(out, preview, tokenizer, build_options)
+        rows, tok = _open(out, preview, tokenizer, build_options, with_tokenizer=not stats)
         for item in view.inspect(rows, options, tok, log=_say):
             if isinstance(item, str):
                 sys.stdout.write(item + "\n")
@@ -269,9 +269,11 @@ def _selection(indexes, random_n, seed, source, where, limit, show_all) -> view.
     )
 
 
-def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any]):
+def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any], with_tokenizer: bool):
     if not preview:
         rows = view.open_rows(out)
+        if not with_tokenizer:  # --stats shows no token strings
+            return rows, None
         tok, notes = view.view_tokenizer(rows, tokenizer)
         for note in notes:
             _say(note)

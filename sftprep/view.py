@@ -22,6 +22,7 @@ both go into the JSON output as they are.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -45,7 +46,7 @@ from sftprep.errors import ConfigError, DataError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX, META_FIELDS, schema_for
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import bind_template, detect_template, load_template
-from sftprep.tokenizer import load_tokenizer
+from sftprep.tokenizer import TokenizerInfo, load_tokenizer
 
 WHERE = ("truncated", "boundary-adjusted", "max-length", "no-eos")
 VIEWS = ("text", "tokens", "stats")
@@ -171,8 +172,8 @@ def _guess_convention(schema: pa.Schema, where: Path) -> dict[str, Any]:
             if column in names:
                 return {"mode": mode, "labels": labels, "ignore_index": IGNORE_INDEX}
     raise ConfigError(
-        f"{where}: not sftprep rows: the columns ({', '.join(schema.names)}) have input_ids "
-        "without target_ids, labels or target_id"
+        f"{where}: not sftprep rows: expected input_ids with target_ids, labels or target_id, "
+        f"found {', '.join(schema.names)}"
     )
 
 
@@ -252,7 +253,7 @@ def view_tokenizer(rows: Rows, spec: str | None = None) -> tuple[Tokenizer | Non
     else:
         check = True
     try:
-        info = load_tokenizer(None if spec == "default" else spec, eos=identity.get("eos_token"))
+        info = _load_tokenizer(None if spec == "default" else spec, identity.get("eos_token"), _stamp(spec))
     except SftprepError as exc:
         return None, [f"cannot load tokenizer '{spec}' ({exc}); showing ids only (pass --tokenizer)"]
     notes = []
@@ -261,6 +262,26 @@ def view_tokenizer(rows: Rows, spec: str | None = None) -> tuple[Tokenizer | Non
             f"tokenizer '{spec}' is not the one this build used (its sha256 differs): token strings may be wrong"
         )
     return info.tokenizer, notes
+
+
+def _stamp(spec: str) -> tuple[int, int] | None:
+    """The tokenizer file's mtime and size, so that a cached load notices a changed file."""
+    path = Path(spec).expanduser()
+    path = path / "tokenizer.json" if path.is_dir() else path
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(spec: str | None, eos: str | None, stamp: tuple[int, int] | None) -> TokenizerInfo:
+    # Loading takes a few tenths of a second; a process that inspects several
+    # outputs of one tokenizer (a notebook, the tests) loads it once. Nothing
+    # here changes the tokenizer it returns.
+    del stamp  # only part of the cache key
+    return load_tokenizer(spec, eos=eos)
 
 
 # -- choosing rows ----------------------------------------------------------------------
@@ -652,7 +673,7 @@ _SHOWN = {"\n": "↵", "\t": "⇥", "\r": "␍"}
 
 def _escape(ch: str) -> str:
     code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def visible(text: str, newlines: bool = True) -> list[tuple[str, bool]]:
@@ -1048,7 +1069,7 @@ def _nearest_rank(sorted_values: np.ndarray, q: float) -> int:
 def histogram(values: np.ndarray, bins: int = 10) -> list[tuple[int, int, int]]:
     """Counts of integer values in about ``bins`` bins of a round width: ``(low, high, count)``.
 
-    ``[3, 5, 12, 18]`` -> ``[(0, 4, 1), (5, 9, 1), (10, 14, 1), (15, 19, 1)]``.
+    ``[3, 5, 12, 18]`` in 4 bins -> ``[(0, 4, 1), (5, 9, 1), (10, 14, 1), (15, 19, 1)]``.
     """
     if len(values) == 0:
         return []
