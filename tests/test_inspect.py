@@ -1,0 +1,735 @@
+"""``sftprep inspect`` on real builds: markers, token tables, JSON, stats, pipes, goldens.
+
+Builds are made once per session with ``run_build`` and the real tokenizers in
+../shared, from sample_data/ (named relative to the repository root, as a user
+in the checkout would, so that golden files hold no machine paths) and from
+real datasets. Expected values are computed from the shards (``datasets``) and
+the tokenizer directly, never from the view's own code.
+
+Golden files: ``SFTPREP_UPDATE_GOLDEN=1 pytest tests/test_inspect.py`` rewrites
+them; review the diff like any other change to the view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from datasets import load_from_disk
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.cells import cell_len
+from rich.text import Text
+from tokenizers import Tokenizer
+
+from sftprep import view
+from sftprep.build import BuildConfig, run_build
+from sftprep.cli import cli
+from sftprep.cli_inspect import inspect
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE_GOLDEN = os.environ.get("SFTPREP_UPDATE_GOLDEN") == "1"
+QA = "sample_data/qa.jsonl"
+REAL_TOKENIZERS = ("gpt2", "mistral-7b-v0.1", "phi-3-mini")
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    """Builds name their inputs and tokenizers relative to the checkout: run from there."""
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="session")
+def tok(tokenizer_path):
+    """tok("gpt2") -> "../shared/tokenizers/gpt2" (skips when ../shared is missing)."""
+    return lambda name: os.path.relpath(tokenizer_path(name), ROOT)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """built(tokenizer, data=QA, **options) -> the output directory of that build, made once."""
+    cache: dict[str, Path] = {}
+
+    def build(tokenizer: str | None, data: str = QA, **options) -> Path:
+        key = repr((tokenizer, data, sorted(options.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp("build") / "out"
+            with contextlib.chdir(ROOT):
+                config = BuildConfig(inputs=(data,), output=str(out), tokenizer=tokenizer, **options)
+                run_build(config)
+            cache[key] = out
+        return cache[key]
+
+    return build
+
+
+def run(*args, ok: bool = True, env: dict | None = None):
+    result = CliRunner(env=env).invoke(inspect, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def load_tok(name: str) -> Tokenizer:
+    return Tokenizer.from_file(str(ROOT / name / "tokenizer.json"))
+
+
+def rows_of(out: Path):
+    return load_from_disk(str(out))
+
+
+def split_rows(stdout: str) -> list[tuple[list[str], list[str]]]:
+    """The text view as (header lines, body lines) per row."""
+    rows: list[tuple[list[str], list[str]]] = []
+    lines = stdout.splitlines()
+    i = 0
+    while i < len(lines):
+        assert lines[i].startswith("── row"), lines[i]
+        header = [lines[i]]
+        while not header[-1].endswith("─"):
+            i += 1
+            header.append(lines[i])
+        i += 1
+        body = []
+        while i < len(lines) and not lines[i].startswith("── row"):
+            body.append(lines[i])
+            i += 1
+        rows.append((header, body))
+    return rows
+
+
+def shown(text: str) -> str:
+    """Text as the view writes it on one line (``\\n`` as ↵, tabs as ⇥, ...)."""
+    return "".join(part for part, _ in view.visible(text, newlines=False))
+
+
+def trained_tokens(mask: list[int]) -> np.ndarray:
+    """Token j is trained when the shifted loss_mask says position j - 1 predicts it."""
+    flags = np.zeros(len(mask), dtype=bool)
+    flags[1:] = np.asarray(mask[:-1], dtype=bool)
+    return flags
+
+
+# -- the text view ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokenizer", REAL_TOKENIZERS)
+@pytest.mark.parametrize(
+    "data",
+    [
+        QA,
+        "sample_data/summarization.jsonl",
+        ("summarization", "dialogsum.dev.jsonl"),
+        ("qa", "gsm8k_test.jsonl"),
+    ],
+    ids=lambda d: d if isinstance(d, str) else d[1],
+)
+def test_markers_exactly_around_the_trained_span(built, tok, data_path, tokenizer, data):
+    """Every row: prompt text, then [[ trained text ]], each exactly as the tokenizer decodes it."""
+    path = data if isinstance(data, str) else data_path(*data)
+    out = built(tok(tokenizer), path)
+    ds = rows_of(out)
+    tokenizer_ = load_tok(tok(tokenizer))
+    result = run(out, "-n", 40)
+    rows = split_rows(result.stdout)
+    assert len(rows) == min(40, len(ds))
+    for (header, body), row in zip(rows, ds, strict=False):
+        ids, flags = row["input_ids"], trained_tokens(row["loss_mask"])
+        start = int(np.argmax(flags))
+        assert flags[start:].all() and not flags[:start].any()  # one trained span, to the end
+        prompt = tokenizer_.decode(ids[:start], skip_special_tokens=False)
+        whole = tokenizer_.decode(ids, skip_special_tokens=False)
+        assert whole.startswith(prompt)
+        expected = shown(prompt) + "[[" + shown(whole[len(prompt) :]) + "]]"
+        assert "".join(body) == expected, header
+        assert f"{len(ids):,} tokens, {sum(row['loss_mask']):,} trained" in "".join(header)
+        assert all(cell_len(line) <= 80 for line in header + body)
+
+
+def test_special_tokens_and_whitespace_are_visible(tmp_path, tok):
+    """EOS shows literally inside the markers; newlines, tabs and odd spaces show as ↵, ⇥, \\u00a0."""
+    data = tmp_path / "spaces.jsonl"
+    data.write_text(json.dumps({"question": "Two lines:\nfirst\tsecond", "answer": "a\u00a0b\nc"}) + "\n")
+    out = tmp_path / "out"
+    run_build(BuildConfig(inputs=(str(data),), output=str(out), tokenizer=tok("phi-3-mini")))
+    body = split_rows(run(out).stdout)[0][1]
+    assert body == ["Question: Two lines:↵", "first⇥second Answer:[[ a\\u00a0b↵", "c<|endoftext|>]]"]
+
+
+def test_colour_on_a_terminal_and_markers_with_no_color(built, tok):
+    out = built(tok("gpt2"))
+    coloured = _on_a_terminal(["inspect", str(out), "-n", "1"], {})
+    assert "\x1b[" in coloured and "[[" not in coloured and "Paris" in coloured
+    plain = _on_a_terminal(["inspect", str(out), "-n", "1"], {"NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "[[ Paris<|endoftext|>]]" in plain
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """Run sftprep with stdout on a pseudo-terminal; return what it wrote."""
+    leader, follower = pty.openpty()
+    unset = ("NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR")
+    environment = {k: v for k, v in os.environ.items() if k not in unset} | env | {"TERM": "xterm-256color"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sftprep", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=environment,
+        cwd=ROOT,
+    )
+    os.close(follower)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the terminal is closed and drained
+        while chunk := os.read(leader, 65536):
+            chunks.append(chunk)
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr
+    return b"".join(chunks).decode()
+
+
+# -- --tokens -------------------------------------------------------------------------
+
+
+def token_table(stdout: str) -> list[list[str]]:
+    """The data lines of --tokens output, split into columns (token strings hold no spaces)."""
+    return [line.split() for line in stdout.splitlines() if re.match(r"^\s*\d+\s", line)]
+
+
+@pytest.mark.parametrize("tokenizer", REAL_TOKENIZERS)
+def test_tokens_rows_agree_with_the_stored_ids(built, tok, tokenizer):
+    out = built(tok(tokenizer), "sample_data/translation.jsonl")
+    ds = rows_of(out)
+    tokenizer_ = load_tok(tok(tokenizer))
+    table = token_table(run(out, "--tokens", "-a").stdout)
+    assert len(table) == sum(len(r) for r in ds["input_ids"])
+    k = 0
+    for row in ds:
+        ids, mask = row["input_ids"], row["loss_mask"]
+        for t, token_id in enumerate(ids):
+            cols = table[k]
+            k += 1
+            assert (int(cols[0]), int(cols[1])) == (t, token_id)
+            piece = view.escape_piece(tokenizer_.id_to_token(token_id))
+            if cell_len(piece) <= 16:
+                assert cols[2] == piece
+            if t == len(ids) - 1:
+                assert cols[-1] == "-" and len(cols) == 4  # the last position predicts nothing
+                continue
+            assert cols[3] == "→" and int(cols[4]) == ids[t + 1]
+            assert cols[6] == ("yes" if mask[t] else "-")
+            assert row["target_ids"][t] == (ids[t + 1] if mask[t] else -100)
+
+
+@pytest.mark.parametrize("tokenizer", REAL_TOKENIZERS)
+def test_shifted_hf_and_exploded_builds_print_the_same_table(built, tok, tokenizer):
+    shifted = run(built(tok(tokenizer)), "--tokens", "-a").stdout
+    hf = run(built(tok(tokenizer), labels="hf"), "--tokens", "-a").stdout
+    exploded = run(built(tok(tokenizer), mode="exploded"), "--tokens", "-a").stdout
+    assert hf == shifted
+    assert token_table(exploded) == token_table(shifted)
+    assert exploded.count("── rows ") == shifted.count("── row ") == 42
+
+
+# -- JSON --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokenizer", REAL_TOKENIZERS)
+@pytest.mark.parametrize("labels", ["shifted", "hf"])
+def test_json_round_trips_the_ids(built, tok, tokenizer, labels):
+    out = built(tok(tokenizer), "sample_data/summarization.jsonl", labels=labels)
+    ds = rows_of(out)
+    tokenizer_ = load_tok(tok(tokenizer))
+    objects = [json.loads(line) for line in run(out, "--format", "json", "-a").stdout.splitlines()]
+    assert len(objects) == len(ds)
+    for obj, row in zip(objects, ds, strict=True):
+        ids = row["input_ids"]
+        assert obj["input_ids"] == ids
+        assert obj["tokens"] == [tokenizer_.id_to_token(i) for i in ids]
+        assert "".join(obj["text"]) == tokenizer_.decode(ids, skip_special_tokens=False)
+        if labels == "hf":
+            assert obj["trained"] == [int(label != -100) for label in row["labels"]]
+        else:
+            assert obj["trained"] == trained_tokens(row["loss_mask"]).astype(int).tolist()
+        assert (obj["source_file"], obj["source_line"]) == (row["source_file"], row["source_line"])
+        assert obj["num_trained_tokens"] == row["num_trained_tokens"] == sum(obj["trained"])
+
+
+def test_json_of_exploded_rows(built, tok):
+    out = built(tok("mistral-7b-v0.1"), mode="exploded")
+    ds = rows_of(out)
+    objects = [json.loads(line) for line in run(out, "--format", "json", "-a").stdout.splitlines()]
+    assert [o["input_ids"] for o in objects] == ds["input_ids"]
+    assert [o["target_id"] for o in objects] == ds["target_id"]
+    assert [o["position"] for o in objects] == ds["position"] == [len(o["input_ids"]) for o in objects]
+    assert objects[1]["target_token"] == "</s>" and objects[0]["target_text"] == " Paris"
+
+
+# -- choosing rows -----------------------------------------------------------------------
+
+
+def headers(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("── row")]
+
+
+def row_numbers(stdout: str) -> list[int]:
+    return [int(re.match(r"── rows? (\d+)", h).group(1)) for h in headers(stdout)]
+
+
+def test_default_shows_the_first_three_rows(built, tok):
+    assert row_numbers(run(built(tok("gpt2"))).stdout) == [0, 1, 2]
+
+
+def test_index_ranges(built, tok):
+    out = built(tok("gpt2"))
+    assert row_numbers(run(out, "-i", "3-4,40").stdout) == [3, 4, 40]
+    assert row_numbers(run(out, "-i", "39-", "-i", "0").stdout) == [0, 39, 40, 41]
+    assert row_numbers(run(out, "-i", "10-30", "-n", 2).stdout) == [10, 11]
+
+
+def test_source_file_and_line(built, tok):
+    out = built(tok("gpt2"))
+    (header,) = headers(run(out, "--source", "qa.jsonl:5").stdout)
+    assert header.startswith("── row 4 · sample_data/qa.jsonl:5 · ")
+    assert row_numbers(run(out, "--source", "sample_data/qa.jsonl:10-12").stdout) == [9, 10, 11]
+    assert row_numbers(run(out, "--source", ":42").stdout) == [41]
+    missing = run(out, "--source", "other.jsonl")
+    assert missing.stdout == "" and "no rows match" in missing.stderr
+
+
+def test_random_rows_are_reproducible(built, tok):
+    out = built(tok("gpt2"))
+    first = row_numbers(run(out, "--random", 5, "--seed", 1).stdout)
+    assert first == row_numbers(run(out, "--random", 5, "--seed", 1).stdout)
+    assert first != row_numbers(run(out, "--random", 5, "--seed", 2).stdout)
+    assert len(set(first)) == 5 and first == sorted(first) and max(first) < 42
+
+
+def test_where_truncated_and_max_length(built, tok):
+    out = built(tok("gpt2"), "sample_data/summarization.jsonl", max_length=185)
+    ds = rows_of(out)
+
+    def json_rows(*args):
+        return [json.loads(x)["row"] for x in run(out, "--format", "json", "-a", *args).stdout.splitlines()]
+
+    truncated = [i for i, t in enumerate(ds["truncated"]) if t]
+    at_limit = [i for i, ids in enumerate(ds["input_ids"]) if len(ids) == 185]
+    assert 0 < len(truncated) < len(ds)
+    assert json_rows("-w", "truncated") == truncated
+    assert json_rows("-w", "max-length") == at_limit
+    assert json_rows("-w", "max-length", "-w", "truncated") == sorted(set(truncated) & set(at_limit))
+
+
+def test_where_no_eos(built, tok):
+    out = built(tok("gpt2"), "sample_data/summarization.jsonl", max_length=180, truncation="target")
+    ds = rows_of(out)
+    eos = 50256
+    expected = [i for i, targets in enumerate(ds["target_ids"]) if eos not in targets]
+    assert 0 < len(expected) < len(ds)  # cutting the target's end loses the EOS
+    assert row_numbers(run(out, "-w", "no-eos", "-a").stdout) == expected
+
+
+def test_where_boundary_adjusted(built, tok, tmp_path):
+    template = tmp_path / "spaced.toml"
+    template.write_text('name = "spaced"\nprompt = "Question: {question} Answer: "\ntarget = "{answer}"\n')
+    out = built(tok("gpt2"), template=str(template))
+    ds = rows_of(out)
+    expected = [i for i, flag in enumerate(ds["boundary_adjusted"]) if flag]
+    assert expected
+    stdout = run(out, "-w", "boundary-adjusted", "-a").stdout
+    assert row_numbers(stdout) == expected
+    assert all("boundary adjusted" in h for h in headers(stdout))
+
+
+def test_exploded_rows_grouped_by_example(built, tok):
+    out = built(tok("gpt2"), mode="exploded")
+    stdout = run(out, "-n", 2).stdout
+    lines = stdout.splitlines()
+    assert lines[0].startswith("── rows 0–1 · sample_data/qa.jsonl:1 · 2 trained tokens")
+    assert lines[1] == " 11  Question: What is the capital of France? Answer: → [[ Paris]]"
+    assert lines[2] == " 12  Question: What is the capital of France? Answer: Paris → [[<|endoftext|>]]"
+    assert lines[3].startswith("── rows 2–4 · sample_data/qa.jsonl:2 · 3 trained tokens")
+    assert len(lines) == 3 + 4
+    # a single exploded row by its number
+    one = run(out, "-i", 3).stdout.splitlines()
+    assert one[0].startswith("── row 3 · sample_data/qa.jsonl:2 · 1 trained token ")
+    assert one[1].endswith("→ [[.]]")
+
+
+def test_exploded_long_prefixes_are_elided_with_a_count(built, tok):
+    out = built(tok("gpt2"), "sample_data/summarization.jsonl", mode="exploded")
+    lines = run(out, "-n", 1).stdout.splitlines()
+    elided = [line for line in lines[1:] if "tokens⟩…" in line]
+    assert len(elided) == len(lines) - 1
+    ds = rows_of(out)
+    for line, row in zip(lines[1:], ds, strict=False):
+        position, hidden = int(line.split()[0]), int(re.search(r"…⟨(\d+) tokens⟩…", line).group(1))
+        assert position == row["position"] and 0 < hidden < position
+        assert cell_len(line) <= 80
+
+
+# -- --stats ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokenizer", REAL_TOKENIZERS)
+def test_stats_agree_with_the_shards(built, tok, tokenizer):
+    out = built(tok(tokenizer), "sample_data/summarization.jsonl", max_length=190)
+    ds = rows_of(out)
+    stats = json.loads(run(out, "--stats", "--format", "json").stdout)
+    lengths = np.sort([len(ids) for ids in ds["input_ids"]])
+    assert stats["rows"] == stats["examples"] == len(ds)
+    assert stats["tokens"] == lengths.sum()
+    assert stats["trained_tokens"] == sum(sum(m) for m in ds["loss_mask"])
+    assert stats["trained_fraction"] == pytest.approx(stats["trained_tokens"] / stats["tokens"])
+    assert stats["length"] == {
+        "min": lengths[0],
+        "median": float(np.median(lengths)),
+        "p95": lengths[int(np.ceil(0.95 * len(lengths))) - 1],
+        "max": lengths[-1],
+    }
+    assert sum(b["count"] for b in stats["histogram"]) == len(ds)
+    for b in stats["histogram"]:
+        assert b["count"] == int(((lengths >= b["from"]) & (lengths <= b["to"])).sum())
+    assert stats["at_max_length"] == int((lengths == 190).sum()) > 0
+    assert stats["truncated"] == sum(ds["truncated"]) > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert stats["build_counts"] == manifest["counts"]
+    assert stats["tokenizer"]["name"] == tok(tokenizer)
+    text = run(out, "--stats").stdout
+    assert f"rows        {len(ds)}\n" in text
+    assert f"max length  190: {stats['at_max_length']} examples at the limit" in text
+    assert f"tokenizer   {tok(tokenizer)}\n" in text
+
+
+def test_stats_of_exploded_and_sequence_builds_agree(built, tok):
+    seq = json.loads(run(built(tok("gpt2")), "--stats", "--format", "json").stdout)
+    exp = json.loads(run(built(tok("gpt2"), mode="exploded"), "--stats", "--format", "json").stdout)
+    for key in ("examples", "tokens", "trained_tokens", "length", "histogram"):
+        assert exp[key] == seq[key], key
+    assert exp["rows"] == seq["trained_tokens"]
+
+
+def test_stats_of_selected_rows(built, tok):
+    out = built(tok("gpt2"))
+    stats = json.loads(run(out, "--stats", "--format", "json", "-i", "0-9").stdout)
+    ds = rows_of(out).select(range(10))
+    assert stats["selection"] and stats["rows"] == 10
+    assert stats["tokens"] == sum(len(ids) for ids in ds["input_ids"])
+
+
+# -- sources: shards, previews, tokenizers --------------------------------------------------
+
+
+def test_a_single_shard_and_several_shards(built, tok):
+    out = built(tok("gpt2"), shard_size=3000)
+    shards = sorted(out.glob("data-*.arrow"))
+    assert len(shards) > 2
+    whole = [json.loads(x) for x in run(out, "--format", "json", "-a").stdout.splitlines()]
+    assert [o["input_ids"] for o in whole] == rows_of(out)["input_ids"]
+    second = [json.loads(x) for x in run(shards[1], "--format", "json", "-a").stdout.splitlines()]
+    first_count = len(pa.ipc.open_stream(str(shards[0])).read_all())
+    assert [o["input_ids"] for o in second] == [o["input_ids"] for o in whole[first_count:][: len(second)]]
+    assert (
+        run(shards[1], "-n", 1).stdout.split("\n", 1)[1]
+        == run(out, "-i", first_count).stdout.split("\n", 1)[1]
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--tokens"], ["--labels", "hf", "--tokens"], ["--mode", "exploded"], ["--format", "json"]],
+    ids=lambda o: " ".join(o) or "text",
+)
+def test_preview_shows_what_the_build_writes(built, tok, options):
+    build_options = {}
+    if "--labels" in options:
+        build_options["labels"] = "hf"
+    if "--mode" in options:
+        build_options["mode"] = "exploded"
+    out = built(tok("mistral-7b-v0.1"), **build_options)
+    shown_options = [o for o in options if o in ("--tokens", "--format", "json")]
+    from_build = run(out, "-n", 4, *shown_options).stdout
+    preview = run("--preview", QA, "--tokenizer", tok("mistral-7b-v0.1"), "-n", 4, *options).stdout
+    assert preview == from_build
+
+
+def test_preview_reports_rejected_records(tmp_path, tok):
+    data = tmp_path / "mixed.jsonl"
+    data.write_text(
+        '{"question": "2+2?", "answer": "4"}\n{"question": "no answer"}\n{"question": "3+3?", "answer": "6"}\n'
+    )
+    result = run("--preview", data, "--tokenizer", tok("gpt2"), "-t", "qa", "-a")
+    assert len(headers(result.stdout)) == 2
+    assert "mixed.jsonl:2: field 'answer': missing 'answer' (found: question) (skipped)" in result.stderr
+    assert "[[ 6<|endoftext|>]]" in result.stdout
+
+
+def test_preview_options_need_preview(built, tok):
+    result = run(built(tok("gpt2")), "--template", "qa", "--max-length", 9, ok=False)
+    assert result.exit_code == 2
+    assert "--template, --max-length only work with --preview" in result.output
+
+
+def test_ids_only_when_the_tokenizer_is_gone(built, tmp_path, tokenizer_path):
+    copy = tmp_path / "gpt2"
+    shutil.copytree(tokenizer_path("gpt2"), copy)
+    out = tmp_path / "out"
+    run_build(BuildConfig(inputs=(QA,), output=str(out), tokenizer=str(copy)))
+    shutil.rmtree(copy)
+    result = run(out, "-n", 1)
+    assert result.stderr.count("cannot load tokenizer") == 1 and "showing ids only" in result.stderr
+    body = split_rows(result.stdout)[0][1]
+    assert "".join(body) == "24361 25 1867 318 262 3139 286 4881 30 23998 25[[ 6342 50256]]"
+    table = token_table(run(out, "--tokens", "-n", 1).stdout)
+    assert table[0][:3] == ["0", "24361", "#24361"]
+
+
+def test_a_different_tokenizer_is_flagged(built, tok):
+    result = run(built(tok("gpt2")), "--tokenizer", tok("mistral-7b-v0.1"), "-n", 1)
+    assert "is not the one this build used" in result.stderr
+
+
+def test_marker_tokens_saved_in_the_output_are_used(built, tok):
+    out = built(tok("gpt2"), "sample_data/summarization.jsonl", markers="special")
+    assert (out / "tokenizer.json").is_file()
+    table = token_table(run(out, "--tokens", "-n", 1).stdout)
+    assert table[0][2] == "<ARTICLE>"
+    assert run(out, "-n", 1).stderr == ""
+
+
+# -- rows from other tools, and columns to come ------------------------------------------------
+
+
+def _rewrite_shard(out: Path, dest: Path, change) -> Path:
+    """A copy of the build's one shard with ``change(table) -> table`` applied, metadata kept."""
+    shard = next(out.glob("data-*.arrow"))
+    table = pa.ipc.open_stream(str(shard)).read_all()
+    new = change(table).replace_schema_metadata(table.schema.metadata)
+    path = dest / "data-00000-of-00001.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, new.schema) as writer:
+        writer.write_table(new)
+    return path
+
+
+def test_columns_the_view_does_not_know_are_shown(built, tok, tmp_path):
+    """Later columns (packing's position_ids, seq_lengths) appear without changes to the view."""
+    out = built(tok("gpt2"))
+
+    def add(table: pa.Table) -> pa.Table:
+        lengths = [len(ids) for ids in table.column("input_ids").to_pylist()]
+        table = table.append_column(
+            "position_ids", pa.array([list(range(n)) for n in lengths], pa.list_(pa.int32()))
+        )
+        return table.append_column("seq_lengths", pa.array([[n] for n in lengths], pa.list_(pa.int32())))
+
+    shard = _rewrite_shard(out, tmp_path, add)
+    stdout = run(shard, "--tokens", "-i", 0, "--tokenizer", tok("gpt2")).stdout.splitlines()
+    assert "seq_lengths=[13]" in stdout[0]
+    assert stdout[1].endswith("trained  position_ids")
+    assert [line.split()[-1] for line in stdout[2:]] == [str(i) for i in range(13)]
+    obj = json.loads(run(shard, "--format", "json", "-n", 1, "--tokenizer", tok("gpt2")).stdout)
+    assert obj["position_ids"] == list(range(13)) and obj["seq_lengths"] == [13]
+
+
+def test_a_label_that_is_not_the_next_token_is_flagged(built, tok, tmp_path):
+    out = built(tok("gpt2"))
+
+    def corrupt(table: pa.Table) -> pa.Table:
+        targets = table.column("target_ids").to_pylist()
+        targets[0][10] = 123
+        index = table.schema.get_field_index("target_ids")
+        return table.set_column(index, "target_ids", pa.array(targets, pa.list_(pa.int32())))
+
+    shard = _rewrite_shard(out, tmp_path, corrupt)
+    stdout = run(shard, "--tokens", "-i", 0, "--tokenizer", tok("gpt2")).stdout
+    assert "1 label ≠ next token!" in "".join(stdout.splitlines()[:2])
+    assert token_table(stdout)[10][-3:] == ["yes", "(label", "123)"]
+
+
+def test_not_an_sftprep_build(tmp_path):
+    path = tmp_path / "other.arrow"
+    table = pa.table({"text": ["a", "b"]})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    result = run(path, ok=False)
+    assert result.exit_code == 2
+    assert (
+        "not sftprep rows: expected input_ids with target_ids, labels or target_id, found text"
+        in result.output
+    )
+
+
+# -- errors and usage --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["missing-dir"], 4, "missing-dir: no such file or directory"),
+        (["sample_data"], 4, "sample_data: no .arrow shards here (is it the output of sftprep build?)"),
+        (["OUT", "-w", "max-length"], 2, "was built without --max-length, so no row can hit it"),
+        (["OUT", "--tokens", "--stats"], 2, "--tokens and --stats are different views: choose one"),
+        (["OUT", "-a", "--random", "3"], 2, "choose one of --limit, --all and --random"),
+        (["OUT", "-i", "x"], 2, "'x' is not a row number or range (e.g. 7, 10-20, 5-)"),
+        (["OUT", "-i", "5-3"], 2, "the range '5-3' is empty"),
+    ],
+)
+def test_errors(built, tok, args, code, message):
+    out = built(tok("gpt2"))
+    result = run(*[str(out) if a == "OUT" else a for a in args], ok=False)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+
+
+def test_registered_with_help_and_examples():
+    result = CliRunner().invoke(cli, ["inspect", "--help"])
+    assert result.exit_code == 0
+    assert "sftprep inspect out/ --tokens -i 7" in result.output
+    assert "--preview" in result.output and "--where" in result.output
+
+
+# -- pipes and long rows ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [["--tokens"], [], ["--format", "json"], ["--color", "always"]])
+def test_a_closed_pipe_ends_quietly(built, tok, data_path, options):
+    out = built(tok("gpt2"), data_path("summarization", "dialogsum.dev.jsonl"))
+    command = f"set -o pipefail; {sys.executable} -m sftprep inspect {out} -a {' '.join(options)} | head -3"
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode in (0, 141), proc.stderr
+    assert len(proc.stdout.splitlines()) == 3
+    assert proc.stderr == ""
+
+
+def test_a_reader_that_stops_after_one_line(built, tok, data_path):
+    out = built(tok("gpt2"), data_path("summarization", "dialogsum.dev.jsonl"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sftprep", "inspect", str(out), "-a", "--tokens"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout.readline().startswith(b"\xe2\x94\x80\xe2\x94\x80 row 0")
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
+
+
+def test_an_8k_token_row_stays_within_80_columns(tmp_path, tok):
+    text = (ROOT / "sample_data" / "summarization.jsonl").read_text()
+    articles = [json.loads(line)["article"] for line in text.splitlines()]
+    record = {"article": "\n\n".join(articles * 3), "summary": "\t".join(articles[:4])}
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps(record) + "\n")
+    out = tmp_path / "out"
+    run_build(BuildConfig(inputs=(str(data),), output=str(out), tokenizer=tok("gpt2")))
+    n = len(rows_of(out)[0]["input_ids"])
+    assert n > 8000
+    text_lines = run(out).stdout.splitlines()
+    assert all(cell_len(line) <= 80 for line in text_lines)
+    assert sum("[[" in line for line in text_lines) == 1
+    tokens = run(out, "--tokens").stdout
+    assert len(token_table(tokens)) == n and all(cell_len(line) <= 80 for line in tokens.splitlines())
+
+
+# -- golden files ------------------------------------------------------------------------
+
+GOLDEN_CASES = {
+    "qa-gpt2.txt": ("gpt2", QA, {}, ["-n", "3"]),
+    "qa-gpt2-tokens.txt": ("gpt2", QA, {}, ["--tokens", "-i", "0"]),
+    "qa-mistral-tokens.txt": ("mistral-7b-v0.1", QA, {}, ["--tokens", "-i", "1"]),
+    "qa-gpt2-exploded.txt": ("gpt2", QA, {"mode": "exploded"}, ["-n", "2"]),
+    "qa-gpt2-stats.txt": ("gpt2", QA, {}, ["--stats"]),
+    "summarization-phi3-truncated.txt": (
+        "phi-3-mini",
+        "sample_data/summarization.jsonl",
+        {"max_length": 96},
+        ["-w", "truncated", "-n", "2"],
+    ),
+    "translation-phi3.txt": ("phi-3-mini", "sample_data/translation.jsonl", {}, ["-i", "0-2"]),
+    "translation-phi3-tokens.txt": (
+        "phi-3-mini",
+        "sample_data/translation.jsonl",
+        {},
+        ["--tokens", "-i", "2"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_golden_views(built, tok, name, monkeypatch):
+    tokenizer, data, options, args = GOLDEN_CASES[name]
+    out = built(tok(tokenizer), data, **options)
+    if "--stats" in args:  # its title is the output's path: name it the same on every machine
+        monkeypatch.chdir(out.parent)
+        out = Path(out.name)
+    stdout = run(out, *args).stdout
+    path = GOLDEN / name
+    if UPDATE_GOLDEN:
+        path.write_text(stdout, encoding="utf-8")
+    assert stdout == path.read_text(encoding="utf-8"), (
+        f"the view changed: SFTPREP_UPDATE_GOLDEN=1 rewrites {path}"
+    )
+
+
+def test_readme_shows_the_current_output():
+    """The README's "Inspecting a build" examples are the golden outputs, verbatim."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Inspecting a build") :]
+    for name in ("qa-gpt2.txt", "qa-gpt2-tokens.txt"):
+        assert (GOLDEN / name).read_text(encoding="utf-8") in section, name
+
+
+# -- the pieces ---------------------------------------------------------------------------
+
+
+def test_parse_index_and_source():
+    assert view.parse_index("7") == [(7, 8)]
+    assert view.parse_index("10-12, 20") == [(10, 13), (20, 21)]
+    assert view.parse_index("5-")[0][0] == 5
+    assert view.parse_source("qa.jsonl:17") == ("qa.jsonl", (17, 17))
+    assert view.parse_source("data/qa.jsonl:3-9") == ("data/qa.jsonl", (3, 9))
+    assert view.parse_source("qa.jsonl") == ("qa.jsonl", None)
+    assert view.parse_source(":4") == (None, (4, 4))
+
+
+def test_visible_and_escaped_pieces():
+    assert view.visible("a\tb\n") == [("a", False), ("⇥", True), ("b", False), ("↵", True), ("\n", False)]
+    assert shown("x\u00a0y\u200bz\r\x1b") == "x\\u00a0y\\u200bz␍\\x1b"
+    assert view.escape_piece("Ġworld") == "Ġworld"
+    assert view.escape_piece("▁the") == "▁the"
+    assert view.escape_piece("<0x0A>") == "<0x0A>"
+    assert view.escape_piece("<|end|>\n") == "<|end|>\\n"
+    assert view.escape_piece("a b") == "a␣b"
+
+
+def test_histogram():
+    assert view.histogram(np.array([3, 5, 12, 18]), bins=4) == [
+        (0, 4, 1),
+        (5, 9, 1),
+        (10, 14, 1),
+        (15, 19, 1),
+    ]
+    assert view.histogram(np.array([7])) == [(7, 7, 1)]
+    bins = view.histogram(np.arange(1000, 9000))
+    assert len(bins) <= 11 and sum(c for _, _, c in bins) == 8000
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab 世\u00a0\n"), max_size=300), st.integers(min_value=4, max_value=90)
+)
+def test_wrap_keeps_every_character(text, width):
+    """Folded lines rejoin to the text exactly (newlines aside) and none is wider than the width."""
+    lines = view.wrap(Text(text), width)
+    assert "".join(line.plain for line in lines) == text.replace("\n", "")
+    assert all(line.cell_len <= width for line in lines)
