@@ -4,7 +4,13 @@
 shell over it). Records flow through in batches of ``batch_size``;
 :class:`BatchTransform` turns one batch of records into Arrow rows and a list
 of rejected records, and holds no state between batches, so the same
-transform can run in worker processes.
+transform can run in worker processes (``--workers``) or Ray workers
+(``--engine ray``, :mod:`sftprep.ray_engine`).
+
+``--num-shards N --shard-index I`` builds one slice of the records: the
+records are cut into batches of ``--batch-size`` as always, and batch ``k``
+(counting from 0 over all inputs in order) belongs to slice ``k mod N``.
+``sftprep merge`` (:mod:`sftprep.merge`) puts the slices back together.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sftprep import __version__
+from sftprep import __version__, storage
+from sftprep.digest import RowDigest
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
-from sftprep.errors import ConfigError, DataError, OutputError, RecordError
+from sftprep.errors import EXIT_INTERNAL, ConfigError, DataError, OutputError, RecordError, SftprepError
 from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, exploded_batches, schema_for, sequence_batch
 from sftprep.packing import (
     DEFAULT_BUFFER_EXAMPLES,
@@ -39,11 +46,13 @@ from sftprep.parallel import run_transform
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import Renderer, Template, bind_template, detect_template, load_template
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
-from sftprep.writer import ShardWriter, StagedOutput, check_output, with_metadata, write_json
+from sftprep.writer import ShardWriter, with_metadata, write_json
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"
 MANIFEST_FORMAT = "sftprep-manifest/1"
+ENGINES = ("local", "ray")
+SLICE_RULE = "batch k of --batch-size records (from 0, over all inputs in order) is in slice k mod num_shards"
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,10 @@ class BuildConfig:
     pad_to: str | None = None
     pad_to_multiple_of: int | None = None
     exploded_budget: int = 10 * 2**30
+    engine: str = "local"
+    ray_address: str | None = None
+    num_shards: int = 1
+    shard_index: int = 0
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -103,16 +116,37 @@ class BuildConfig:
             problems.append("--workers must be at least 1")
         if not self.inputs:
             problems.append("no input given")
+        problems += self._engine_problems()
         problems += packing_problems(
             self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
         )
         if problems:
             raise ConfigError("; ".join(problems))
 
+    def _engine_problems(self) -> list[str]:
+        problems = []
+        if self.engine not in ENGINES:
+            problems.append(f"--engine must be one of {', '.join(ENGINES)}")
+        if self.ray_address and self.engine != "ray":
+            problems.append("--ray-address needs --engine ray")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            problems.append(
+                f"--shard-index must be from 0 to --num-shards - 1 (got {self.shard_index} of {self.num_shards})"
+            )
+        if self.num_shards > 1 and self.pack:
+            problems.append(
+                "--pack cannot be used with --num-shards: packing needs all examples in one stream "
+                "(build the slices unpacked, or pack in one build)"
+            )
+        if self.num_shards > 1 and "-" in self.inputs:
+            problems.append("--num-shards needs named inputs, not stdin")
+        return problems
+
     def recorded(self) -> dict[str, Any]:
         """The configuration as the manifest records it (no output path)."""
         data = asdict(self)
-        for key in ("output", "overwrite", "workers", "exploded_budget"):  # none of these change the rows
+        # None of these change the rows.
+        for key in ("output", "overwrite", "workers", "exploded_budget", "engine", "ray_address"):
             data.pop(key)
         data["inputs"] = list(self.inputs)
         return data
@@ -168,7 +202,7 @@ class BatchTransform:
         self.labels = labels
         self.schema = schema
 
-    def __call__(self, records: list[Record]) -> BatchResult:
+    def _transform(self, records: list[Record]) -> BatchResult:
         counts = Counts(records_read=len(records))
         errors: dict[int, RecordError] = {}
         prompts: list[str] = []
@@ -207,6 +241,38 @@ class BatchTransform:
         rejects = [(records[i], errors[i]) for i in sorted(errors)]
         return BatchResult(out, rejects, counts)
 
+    def __call__(self, records: list[Record]) -> BatchResult:
+        try:
+            return self._transform(records)
+        except SftprepError:
+            raise
+        except Exception as exc:
+            # A crash (not a bad record): name the record that causes it, not the batch,
+            # so that the message is the same from a worker process or a Ray worker.
+            raise TransformError(_culprit(self._transform, records, exc)) from None
+
+
+class TransformError(SftprepError):
+    """The transform crashed on a record (a bug, not bad data); the message names the record."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def _culprit(transform: Callable[[list[Record]], BatchResult], records: list[Record], exc: Exception) -> str:
+    """``data.jsonl:17: the transform failed on this record: ValueError: ...``."""
+    for record in records:
+        try:
+            transform([record])
+        except Exception as one:
+            return f"{record.where}: the transform failed on this record: {type(one).__name__}: {one}"
+    where = f"{records[0].where} to {records[-1].where}" if records else "an empty batch"
+    return f"{where}: the transform failed on this batch: {type(exc).__name__}: {exc}"
+
+
+def untransformed(records: list[Record]) -> BatchResult:
+    """The result for a batch with no good record before the template is bound: all rejects."""
+    return BatchResult([], [(r, r.error) for r in records if r.error], Counts(records_read=len(records)))
+
 
 def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
     if mode == "exploded":
@@ -227,7 +293,7 @@ def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 @dataclass
 class BuildResult:
-    output: Path
+    output: Path | str  # a Path, or the URL as given for object storage
     manifest: dict[str, Any]
 
 
@@ -265,7 +331,7 @@ class _Inputs:
     def total_bytes(self) -> int | None:
         if "-" in self.names:
             return None
-        return sum(os.path.getsize(n) for n in self.names)
+        return sum(storage.size(n) for n in self.names)
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -367,7 +433,7 @@ def run_build(
     """
     config.check()
     progress = _Progress(log, advance)
-    check_output(config.output, config.overwrite)
+    storage.check_output(config.output, config.overwrite)
     inputs = _Inputs(expand_inputs(config.inputs), config, progress)
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
@@ -375,7 +441,7 @@ def run_build(
     template = load_template(config.template) if config.template else None
     if total_bytes is not None:
         total_bytes(inputs.total_bytes())
-    with StagedOutput(config.output, overwrite=config.overwrite) as staged:
+    with storage.staged_output(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
         stream = _Stream(config, info, template, staged.path, rejects, progress)
         stream.inputs_size = inputs.total_bytes()
@@ -386,12 +452,14 @@ def run_build(
         counts = stream.counts
         rejects.check_rate(counts.records_read)
         counts.skipped = rejects.counts
-        manifest = _manifest(config, info, stream, inputs.describe(), counts)
+        described = stream.engine.inputs if stream.engine is not None else inputs.describe()
+        manifest = _manifest(config, info, stream, described, counts)
         if info.added_markers:
             info.tokenizer.save(str(staged.path / "tokenizer.json"))
         write_json(staged.path / MANIFEST, manifest)
         staged.commit()
-    return BuildResult(Path(config.output), manifest)
+    local = storage.local_path(config.output)
+    return BuildResult(Path(local) if local is not None else config.output, manifest)
 
 
 class _Stream:
@@ -421,22 +489,24 @@ class _Stream:
         self.pad_id = pad_id_for(info)
         self.counts = Counts()
         self.inputs_size: int | None = None
+        self.digest = RowDigest(self.schema)
+        self.engine: Any = None  # the Ray engine, when it runs the transform
 
     def run(self, records: Iterable[Record]) -> None:
-        batches = _batched(records, self.config.batch_size)
+        batches = enumerate(_batched(records, self.config.batch_size))
         # Records before the first good one cannot be rendered (no template yet): they are
-        # all bad, so handling them needs no transform.
-        for batch in batches:
+        # all bad, so handling them needs no transform. Every slice binds the template to
+        # the first good record of the whole input, so that all slices render alike.
+        for index, batch in batches:
             first = next((r for r in batch if r.error is None), None)
             if first is None:
-                self._take(
-                    BatchResult([], [(r, r.error) for r in batch if r.error], Counts(records_read=len(batch)))
-                )
+                if self._mine(index):
+                    self._take(untransformed(batch))
                 continue
             transform = self._bind(first)
             if self.config.mode == "exploded":
                 self._check_exploded_budget(transform(batch), batch)
-            for result in run_transform(transform, itertools.chain([batch], batches), self.config.workers):
+            for result in self._results(transform, index, itertools.chain([(index, batch)], batches)):
                 self._take(result)
             break
         if self.packer is not None:
@@ -444,6 +514,22 @@ class _Stream:
             self.counts.rows_written = self.packer.stats.rows
         if self.template is None and self.counts.records_read == 0:
             raise DataError("the input holds no records")
+
+    def _mine(self, index: int) -> bool:
+        return index % self.config.num_shards == self.config.shard_index
+
+    def _results(
+        self, transform: BatchTransform, bound_at: int, batches: Iterator[tuple[int, list[Record]]]
+    ) -> Iterator[BatchResult]:
+        """The transform's results for this slice's batches, in order, from the chosen engine."""
+        if self.config.engine == "ray":
+            from sftprep.ray_engine import RayEngine
+
+            self.engine = RayEngine(self.config, self.progress.log, self.progress.advance)
+            # Ray reads the inputs again itself: this process has read only up to here.
+            return self.engine.results(transform, bound_at)
+        mine = (batch for index, batch in batches if self._mine(index))
+        return run_transform(transform, mine, self.config.workers)
 
     def _check_exploded_budget(self, sample: BatchResult, records: list[Record]) -> None:
         """Refuse an exploded build whose output would exceed ``--exploded-budget``.
@@ -500,6 +586,7 @@ class _Stream:
                 config = self.config
                 length = config.max_length if config.pad_to == "max-length" else None
                 batch = pad_batch(batch, self.pad_id, length, config.pad_to_multiple_of, self.schema)
+            self.digest.update(batch)
             self.writer.write(batch)
 
 
@@ -533,6 +620,11 @@ def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
         "counts": counts.as_dict(),
         "columns": stream.schema.names,
         "shards": shards,
+        "engine": config.engine,
+        "content_sha256": stream.digest.hexdigest(),
+        "slice": {"num_shards": config.num_shards, "shard_index": config.shard_index, "rule": SLICE_RULE}
+        if config.num_shards > 1
+        else None,
         "rejects_file": REJECTS if sum(counts.skipped.values()) else None,
         "packing": stream.packer.stats.as_dict() if stream.packer is not None else None,
         "padding": {"pad_id": stream.pad_id, "to": config.pad_to, "multiple_of": config.pad_to_multiple_of}

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from sftprep import __version__
+from sftprep import __version__, storage
 from sftprep.build import BuildConfig, BuildResult, default_workers, run_build
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import (
@@ -88,7 +88,8 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Output directory, or a URL (s3://bucket/prefix, gs://..., file://...).")  # fmt: skip
 @click.option("-t", "--template", help="Shipped template name (see `sftprep templates`) or a TOML file. "
               "Default: chosen from the first record's fields.")  # fmt: skip
 @click.option("--tokenizer", help="tokenizer.json, a folder with one, or a Hugging Face model id "
@@ -138,6 +139,14 @@ def cli(debug: bool) -> None:
               help="Refuse an exploded build estimated to write more than this.")  # fmt: skip
 @click.option("-w", "--workers", "--num-proc", type=click.IntRange(min=1), default=default_workers,
               show_default="available cores", help="Worker processes (output is identical for any count).")  # fmt: skip
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: a Ray Data job (pip install 'sftprep[ray]').")  # fmt: skip
+@click.option("--ray-address", metavar="ADDR", help="With --engine ray: the Ray cluster to submit to "
+              "(default: start a local Ray with --workers CPUs).")  # fmt: skip
+@click.option("--num-shards", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Build one of N disjoint slices of the records (for job arrays); see `sftprep merge`.")  # fmt: skip
+@click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True, metavar="I",
+              help="Which slice to build, 0 to N-1.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
@@ -151,6 +160,8 @@ def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
     sftprep build pairs.csv -t translation -f source=de -f target=en -o out/
     sftprep build train.jsonl --labels hf --max-length 2048 -o out/
     cat data.jsonl | sftprep build - -t qa -o out/ --json
+    sftprep build s3://bucket/data/*.jsonl -o s3://bucket/out/ --engine ray
+    sftprep build data.jsonl -o out/part-1 --num-shards 4 --shard-index 1
     """
     config = BuildConfig(
         inputs=tuple(inputs),
@@ -217,12 +228,12 @@ def _summary(result: BuildResult) -> None:
             f"{packing['examples_per_row']['mean']:.1f} examples per row"
         )
     if c["skipped_total"]:
-        _say(f"rejected records are in {result.output / 'rejects.jsonl'}")
+        _say(f"rejected records are in {storage.join(result.output, 'rejects.jsonl')}")
     added = result.manifest["tokenizer"]["added_tokens"]
     if added:
         _say(
             f"added tokens {', '.join(added)}: the vocabulary is now {result.manifest['tokenizer']['vocab_size']}; "
-            f"resize the model's embeddings (tokenizer saved in {result.output / 'tokenizer.json'})"
+            f"resize the model's embeddings (tokenizer saved in {storage.join(result.output, 'tokenizer.json')})"
         )
 
 
@@ -279,5 +290,7 @@ def _run(invoke: Callable[[], Any], debug: bool) -> int:
 
 
 from sftprep.cli_inspect import inspect  # noqa: E402
+from sftprep.cli_merge import merge  # noqa: E402
 
 cli.add_command(inspect)
+cli.add_command(merge)

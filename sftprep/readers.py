@@ -41,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from sftprep import storage
 from sftprep.errors import ConfigError, InputError, RecordError
 
 __all__ = ["FORMATS", "InputFile", "Record", "expand_inputs", "read_records"]
@@ -122,7 +123,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     for pattern in patterns:
         for name in _expand_one(pattern):
-            key = name if name == "-" else os.path.realpath(name)
+            key = name if name == "-" or storage.is_url(name) else os.path.realpath(name)
             if key not in seen:
                 seen.add(key)
                 names.append(name)
@@ -130,6 +131,8 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
 
 
 def _expand_one(pattern: str) -> list[str]:
+    if storage.is_url(pattern):
+        return storage.expand_url(pattern)
     # An existing name wins over glob syntax, so a file called "data[1].jsonl" still works.
     if pattern == "-" or os.path.exists(pattern):
         names = [pattern]
@@ -236,7 +239,7 @@ class InputFile:
     """One input: opened and sniffed on construction, read by :meth:`records`.
 
     Args:
-        name: a path, or ``-`` for stdin.
+        name: a path, a URL (``s3://...``, read through fsspec), or ``-`` for stdin.
         max_record_bytes: records larger than this are reported as ``record_too_large``
             and never held in memory whole.
         format: one of :data:`FORMATS` to skip sniffing.
@@ -338,6 +341,9 @@ class InputFile:
             # The unbuffered stdin: a read returns what the pipe has, so records flow
             # as they arrive instead of waiting for a full buffer.
             return stdin if stdin is not None else sys.stdin.buffer.raw
+        if storage.is_url(self.name):  # s3://, gs://, file://, ... through fsspec
+            self._file, self.size = storage.open_input(self.name)
+            return self._file
         try:
             self._file = open(self.name, "rb", buffering=0)  # noqa: SIM115 - closed in close()
         except FileNotFoundError:
@@ -598,7 +604,7 @@ class InputFile:
 
     def _parquet_path(self, stack: contextlib.ExitStack):
         """A seekable copy of the input for pyarrow: the file itself, or a spooled temp file."""
-        if self._file is not None and self.compression is None:
+        if self._file is not None and self.compression is None and not storage.is_url(self.name):
             return self.name
         # Parquet needs random access, which stdin and gzip cannot give.
         spool = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - closed by the stack

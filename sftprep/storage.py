@@ -1,0 +1,277 @@
+"""Inputs and outputs named by URL (``s3://``, ``gs://``, ``file://``, ...) through fsspec.
+
+Local paths keep their own fast paths (plain ``open``, and a staging directory
+renamed into place); everything with a ``scheme://`` goes through the fsspec
+filesystem for that scheme, which must be installed (``s3fs`` for ``s3://``,
+``gcsfs`` for ``gs://``). Credentials and endpoints come from those libraries'
+usual environment and config files (``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``,
+``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS``, ...): sftprep has no
+flags for them and never prints them.
+
+Atomic completion on object storage. A bucket has no rename, so a build to a
+URL is written in a local staging directory as usual and then uploaded in an
+order that keeps the rule "no manifest, not complete": the shards, the rejects
+file, ``state.json`` and ``dataset_info.json`` first, ``manifest.json`` last.
+An interrupted upload leaves objects without a manifest, which sftprep (and
+``--overwrite``, and ``sftprep inspect``) treat as an incomplete build.
+``datasets.load_from_disk`` does not look at the manifest: check for it (with
+:func:`is_complete`) before loading a build from object storage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sftprep.errors import ConfigError, InputError, OutputError
+
+MANIFEST = "manifest.json"
+# Upload order: everything else first (sorted, shards in order), then these, manifest last.
+_LAST = ("state.json", "dataset_info.json", MANIFEST)
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_url(name: str | os.PathLike[str]) -> bool:
+    """``s3://bucket/x`` -> True; ``data/x.jsonl``, ``-`` -> False."""
+    return isinstance(name, str) and bool(_SCHEME.match(name))
+
+
+def local_path(name: str) -> str | None:
+    """The local path a name stands for (``file:///tmp/x`` -> ``/tmp/x``), or None for a remote URL."""
+    if name.startswith("file://"):
+        return name[len("file://") :]
+    return None if is_url(name) else name
+
+
+def join(base: str | os.PathLike[str], name: str) -> str:
+    """``join("s3://b/out", "manifest.json")`` -> ``s3://b/out/manifest.json``."""
+    return f"{str(base).rstrip('/')}/{name}" if is_url(str(base)) else str(Path(base) / name)
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem for a URL and the path inside it.
+
+    Raises:
+        ConfigError: no fsspec implementation for the scheme is installed.
+    """
+    import fsspec.core
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        scheme = url.split("://", 1)[0]
+        hint = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(scheme)
+        extra = f" (pip install {hint})" if hint else ""
+        raise ConfigError(f"cannot use {scheme}:// URLs: {exc}{extra}") from None
+
+
+def _with_scheme(url: str, path: str) -> str:
+    return (
+        url.split("://", 1)[0] + "://" + path.lstrip("/")
+        if not url.startswith("file://")
+        else "file://" + path
+    )
+
+
+@contextmanager
+def _remote_errors(what: str, error: type[Exception] = InputError) -> Iterator[None]:
+    """One-line errors naming the URL; the libraries' messages never hold the secret key."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"no such file: {what}") from None
+    except PermissionError as exc:
+        raise error(f"{what}: permission denied ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"{what}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # botocore's and google-auth's own errors (no credentials, ...)
+        if type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore", "google", "s3fs", "gcsfs"):
+            raise error(f"{what}: {type(exc).__name__}: {exc}") from None
+        raise
+
+
+def expand_url(pattern: str) -> list[str]:
+    """The URLs a pattern names: itself if it exists, else its glob matches, sorted.
+
+    Raises:
+        InputError: nothing matches, or the URL is a directory.
+    """
+    fs, path = filesystem(pattern)
+    with _remote_errors(pattern):
+        if fs.exists(path):
+            if fs.isdir(path):
+                raise InputError(
+                    f"{pattern}: is a directory (give files, or a glob such as '{pattern}/*.jsonl')"
+                )
+            return [pattern]
+        if not any(c in path for c in "*?["):
+            raise InputError(f"no such file: {pattern}")
+        names = sorted(p for p in fs.glob(path) if not fs.isdir(p))
+    if not names:
+        raise InputError(f"no file matches '{pattern}'")
+    return [_with_scheme(pattern, p) for p in names]
+
+
+def open_input(url: str) -> tuple[BinaryIO, int | None]:
+    """Open a URL for reading raw bytes (compression is left to the reader); return it and its size."""
+    fs, path = filesystem(url)
+    with _remote_errors(url):
+        size = fs.size(path)
+        return fs.open(path, "rb"), size
+
+
+def size(name: str) -> int:
+    """Bytes in an input (local path or URL)."""
+    local = local_path(name)
+    if local is not None:
+        return os.path.getsize(local)
+    fs, path = filesystem(name)
+    with _remote_errors(name):
+        return int(fs.size(path))
+
+
+def read_text(name: str) -> str | None:
+    """A small text file's content (local path or URL), or None when it does not exist."""
+    local = local_path(name)
+    if local is not None:
+        return Path(local).read_text(encoding="utf-8") if os.path.isfile(local) else None
+    fs, path = filesystem(name)
+    with _remote_errors(name):
+        if not fs.exists(path):
+            return None
+        return fs.cat_file(path).decode("utf-8")
+
+
+def is_complete(output: str) -> bool:
+    """Whether a build output (path or URL) is complete: its manifest.json exists."""
+    local = local_path(output)
+    if local is not None:
+        return os.path.isfile(os.path.join(local, MANIFEST))
+    fs, path = filesystem(output)
+    with _remote_errors(output):
+        return bool(fs.exists(f"{path.rstrip('/')}/{MANIFEST}"))
+
+
+def _listing(fs: Any, path: str) -> list[str]:
+    try:
+        return [p for p in fs.find(path) if p.rstrip("/") != path.rstrip("/")]
+    except FileNotFoundError:
+        return []
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """Fail early when the output cannot be written (an existing one needs ``--overwrite``)."""
+    local = local_path(output)
+    if local is not None:
+        from sftprep.writer import check_output as check_local
+
+        check_local(local, overwrite)
+        return
+    fs, path = filesystem(output)
+    with _remote_errors(output, OutputError):
+        existing = _listing(fs, path)
+    if existing and not overwrite:
+        state = "a complete build" if is_complete(output) else "an incomplete build (no manifest.json)"
+        raise ConfigError(f"output {output} exists ({state}); pass --overwrite to replace it")
+
+
+class RemoteOutput:
+    """A build output at a URL: staged in a local directory, uploaded with the manifest last.
+
+    The same interface as :class:`sftprep.writer.StagedOutput`: write into
+    ``path``, then :meth:`commit`; leaving with an exception uploads nothing
+    (and removes the local staging directory).
+    """
+
+    def __init__(self, url: str, overwrite: bool = False):
+        self.url = url.rstrip("/")
+        self.overwrite = overwrite
+        check_output(self.url, overwrite)
+        self.fs, self.root = filesystem(self.url)
+        scratch = os.environ.get("SFTPREP_SCRATCH") or None
+        self.path = Path(tempfile.mkdtemp(prefix="sftprep-upload-", dir=scratch))
+
+    def __enter__(self) -> RemoteOutput:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(self) -> None:
+        """Upload the staged files, manifest.json last; remove an old build first (its manifest first)."""
+        with _remote_errors(self.url, OutputError):
+            self._remove_old()
+            for name in upload_order(p.name for p in self.path.iterdir()):
+                self.fs.put_file(str(self.path / name), f"{self.root}/{name}")
+        self.discard()
+
+    def _remove_old(self) -> None:
+        old = _listing(self.fs, self.root)
+        if not old:
+            return
+        # Its manifest goes first, so that from now on the old build no longer looks complete.
+        manifest = f"{self.root}/{MANIFEST}"
+        if manifest in old:
+            self.fs.rm_file(manifest)
+        rest = [p for p in old if p != manifest]
+        if rest:
+            self.fs.rm(rest)
+
+
+def upload_order(names: Any) -> list[str]:
+    """Data first, then datasets' files, manifest.json last: ``["a.arrow", ..., "manifest.json"]``."""
+    names = list(names)
+    return sorted(n for n in names if n not in _LAST) + [n for n in _LAST if n in names]
+
+
+def staged_output(output: str, overwrite: bool = False):
+    """Where a build writes: a staging directory renamed into place, or uploaded to a URL."""
+    local = local_path(output)
+    if local is not None:
+        from sftprep.writer import StagedOutput
+
+        return StagedOutput(local, overwrite=overwrite)
+    return RemoteOutput(output, overwrite=overwrite)
+
+
+def fetch_build(url: str, directory: str | os.PathLike[str]) -> Path:
+    """Download a complete build from a URL into a local directory, for reading.
+
+    Raises:
+        InputError: the build has no manifest.json (incomplete or not a build).
+    """
+    if not is_complete(url):
+        raise InputError(
+            f"{url}: no manifest.json: an incomplete build (interrupted?) or not an sftprep build"
+        )
+    fs, root = filesystem(url)
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    with _remote_errors(url):
+        for path in fs.find(root):
+            name = path[len(root.rstrip("/")) + 1 :]
+            if name and "/" not in name:
+                fs.get_file(path, str(target / name))
+    return target
+
+
+def open_binary(name: str) -> BinaryIO:
+    """A file (local path or URL) opened for reading bytes."""
+    local = local_path(name)
+    if local is not None:
+        try:
+            return open(local, "rb")
+        except OSError as exc:
+            raise InputError(f"{name}: cannot open: {exc.strerror}") from None
+    fs, path = filesystem(name)
+    with _remote_errors(name):
+        return fs.open(path, "rb")
