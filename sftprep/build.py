@@ -443,7 +443,7 @@ def run_build(
         total_bytes(inputs.total_bytes())
     with storage.staged_output(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
-        stream = _Stream(config, info, template, staged.path, rejects, progress)
+        stream = _Stream(config, info, template, staged, rejects, progress)
         stream.inputs_size = inputs.total_bytes()
         try:
             stream.run(inputs.records())
@@ -465,7 +465,7 @@ def run_build(
 class _Stream:
     """The streaming loop: batches of records -> transform (maybe in workers) -> shards."""
 
-    def __init__(self, config, info, template, directory, rejects, progress):
+    def __init__(self, config, info, template, staged, rejects, progress):
         self.config = config
         self.info = info
         self.template: Template | None = template
@@ -480,7 +480,8 @@ class _Stream:
         if self.padding:
             written = padded_schema(written)
         self.schema = with_metadata(written, _convention(config, info))
-        self.writer = ShardWriter(directory, self.schema, config.shard_size)
+        store = staged if hasattr(staged, "shard_closed") else None  # uploads shards to a URL
+        self.writer = ShardWriter(staged.path, self.schema, config.shard_size, store=store)
         self.packer = (
             Packer(config.max_length, config.labels, buffer_examples=config.pack_buffer)
             if config.pack

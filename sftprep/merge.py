@@ -274,7 +274,8 @@ def merge_builds(
     positions = {entry["name"]: i for i, entry in enumerate(first["inputs"])}
     say(f"merging {len(slices)} slices into {output}")
     with storage.staged_output(output, overwrite=overwrite) as staged:
-        writer = ShardWriter(staged.path, schema, int(config["shard_size"]))
+        store = staged if hasattr(staged, "shard_closed") else None  # uploads shards to a URL
+        writer = ShardWriter(staged.path, schema, int(config["shard_size"]), store=store)
         digest = RowDigest(schema)
         for piece in merged_rows(slices):
             digest.update(piece)

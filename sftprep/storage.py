@@ -8,12 +8,17 @@ usual environment and config files (``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS``, ...): sftprep has no
 flags for them and never prints them.
 
-Atomic completion on object storage. A bucket has no rename, so a build to a
-URL is written in a local staging directory as usual and then uploaded in an
-order that keeps the rule "no manifest, not complete": the shards, the rejects
-file, ``state.json`` and ``dataset_info.json`` first, ``manifest.json`` last.
-An interrupted upload leaves objects without a manifest, which sftprep (and
-``--overwrite``, and ``sftprep inspect``) treat as an incomplete build.
+Atomic completion on object storage. A bucket has no atomic rename of a
+directory, so a build to a URL keeps the rule "no manifest, not complete"
+instead: each shard is written to a local scratch directory and uploaded as
+soon as it is full (so scratch space is one shard, not the whole output),
+under a temporary name; at the end the shards get their final names
+(server-side copies), then the rejects file, ``state.json`` and
+``dataset_info.json`` are uploaded, and ``manifest.json`` last. An interrupted
+build leaves objects without a manifest, which sftprep (``--overwrite``,
+``sftprep merge``, ``sftprep inspect``) treats as an incomplete build. With
+``--overwrite``, the old build's manifest is deleted first, when the first new
+shard is uploaded, so from then on the old build no longer looks complete.
 ``datasets.load_from_disk`` does not look at the manifest: check for it (with
 :func:`is_complete`) before loading a build from object storage.
 """
@@ -182,11 +187,15 @@ def check_output(output: str, overwrite: bool) -> None:
 
 
 class RemoteOutput:
-    """A build output at a URL: staged in a local directory, uploaded with the manifest last.
+    """A build output at a URL, completed by uploading its manifest last.
 
-    The same interface as :class:`sftprep.writer.StagedOutput`: write into
-    ``path``, then :meth:`commit`; leaving with an exception uploads nothing
-    (and removes the local staging directory).
+    The same interface as :class:`sftprep.writer.StagedOutput`: write into the
+    local scratch directory ``path``, then :meth:`commit`. It is also the
+    ``store`` of a :class:`sftprep.writer.ShardWriter`, which hands it each
+    finished shard to upload. Leaving with an exception removes what was
+    uploaded (best effort; a killed build leaves objects without a manifest).
+    ``SFTPREP_SCRATCH`` names the scratch directory's parent (default: the
+    system's temporary directory).
     """
 
     def __init__(self, url: str, overwrite: bool = False):
@@ -196,22 +205,46 @@ class RemoteOutput:
         self.fs, self.root = filesystem(self.url)
         scratch = os.environ.get("SFTPREP_SCRATCH") or None
         self.path = Path(tempfile.mkdtemp(prefix="sftprep-upload-", dir=scratch))
+        self.uploaded: list[str] = []
+        self._cleared = False
 
     def __enter__(self) -> RemoteOutput:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.uploaded:
+            try:
+                self.fs.rm(self.uploaded)
+            except Exception:  # best effort: without a manifest they never look complete
+                pass
         self.discard()
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def commit(self) -> None:
-        """Upload the staged files, manifest.json last; remove an old build first (its manifest first)."""
+    def _put(self, local: Path, name: str) -> None:
         with _remote_errors(self.url, OutputError):
-            self._remove_old()
-            for name in upload_order(p.name for p in self.path.iterdir()):
-                self.fs.put_file(str(self.path / name), f"{self.root}/{name}")
+            if not self._cleared:
+                self._remove_old()
+                self._cleared = True
+            self.fs.put_file(str(local), f"{self.root}/{name}")
+        self.uploaded.append(f"{self.root}/{name}")
+
+    def shard_closed(self, path: Path) -> None:
+        """Upload a finished shard (under its temporary name) and free its scratch space."""
+        self._put(path, path.name)
+        path.unlink()
+
+    def rename(self, old: str, new: str) -> None:
+        """Give an uploaded shard its final name (a server-side copy on object stores)."""
+        with _remote_errors(self.url, OutputError):
+            self.fs.mv(f"{self.root}/{old}", f"{self.root}/{new}")
+        self.uploaded[self.uploaded.index(f"{self.root}/{old}")] = f"{self.root}/{new}"
+
+    def commit(self) -> None:
+        """Upload the files left in scratch (shards went already), manifest.json last."""
+        for name in upload_order(p.name for p in self.path.iterdir()):
+            self._put(self.path / name, name)
         self.discard()
 
     def _remove_old(self) -> None:

@@ -40,6 +40,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from tokenizers import Tokenizer
 
+from sftprep import storage
 from sftprep.build import MANIFEST, BatchTransform, BuildConfig
 from sftprep.encode import EncodeOptions, Encoder
 from sftprep.errors import ConfigError, DataError, InputError, SftprepError
@@ -126,10 +127,16 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 def open_rows(path: str | Path) -> Rows:
     """Open a build output: its directory, or one of its ``.arrow`` shards.
 
+    A URL (``s3://bucket/out``) must name a complete build (one with its
+    manifest.json); it is downloaded to a temporary directory first.
+
     Raises:
-        InputError: no such path, no shards, or a shard that is not Arrow.
+        InputError: no such path, no shards, or a shard that is not Arrow; a URL
+            whose build is incomplete.
         ConfigError: the shards do not hold sftprep-style rows.
     """
+    if isinstance(path, str) and storage.is_url(path):
+        path = storage.local_path(path) or _fetched(path)
     p = Path(path)
     if p.is_dir():
         directory, manifest = p, _read_manifest(p / MANIFEST)
@@ -149,6 +156,17 @@ def open_rows(path: str | Path) -> Rows:
     else:
         convention = (manifest or {}).get("label_convention") or _guess_convention(schema, p)
     return Rows(str(p), convention, manifest, shards, directory=directory)
+
+
+def _fetched(url: str) -> Path:
+    """A complete build at a URL, downloaded into a temporary directory removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="sftprep-inspect-")
+    atexit.register(shutil.rmtree, directory, True)
+    return storage.fetch_build(url, directory)
 
 
 def _schema(path: Path) -> pa.Schema:

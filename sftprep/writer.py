@@ -175,10 +175,15 @@ class ShardWriter:
         directory: where the shards go (the staging directory).
         schema: the one schema of every batch, with metadata attached.
         shard_bytes: start a new shard once one holds this many bytes.
+        store: where finished shards go when not to ``directory`` itself: an object
+            with ``shard_closed(path)`` (called once a shard file is complete; it may
+            move the file away) and ``rename(old, new)`` (file names), such as
+            :class:`sftprep.storage.RemoteOutput`. None keeps shards in ``directory``.
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, shard_bytes: int):
+    def __init__(self, directory: Path, schema: pa.Schema, shard_bytes: int, store: Any = None):
         self.directory = Path(directory)
+        self.store = store
         self.schema = schema
         self.shard_bytes = shard_bytes
         self.shards: list[dict[str, Any]] = []
@@ -217,9 +222,14 @@ class ShardWriter:
         assert self._sink is not None
         self._writer.close()
         self._sink.close()
-        self.shards[-1]["num_rows"] = self._rows
+        shard, path = self.shards[-1], self.directory / self.shards[-1]["filename"]
+        shard["num_rows"] = self._rows
+        shard["num_bytes"] = path.stat().st_size
+        shard["sha256"] = sha256_file(path)
         self._writer = self._sink = None
         self._rows = 0
+        if self.store is not None:
+            self.store.shard_closed(path)
 
     def finish(self, fingerprint_extra: str = "") -> list[dict[str, Any]]:
         """Close the last shard, give shards their final names, write datasets' files.
@@ -234,10 +244,11 @@ class ShardWriter:
         total = len(self.shards)
         for i, shard in enumerate(self.shards):
             final = f"data-{i:05d}-of-{total:05d}.arrow"
-            os.rename(self.directory / shard["filename"], self.directory / final)
+            if self.store is not None:
+                self.store.rename(shard["filename"], final)
+            else:
+                os.rename(self.directory / shard["filename"], self.directory / final)
             shard["filename"] = final
-            shard["num_bytes"] = (self.directory / final).stat().st_size
-            shard["sha256"] = sha256_file(self.directory / final)
         fingerprint = hashlib.sha256(
             ("".join(s["sha256"] for s in self.shards) + fingerprint_extra).encode()
         ).hexdigest()[:16]
