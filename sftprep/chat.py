@@ -194,6 +194,10 @@ class ChatTemplate:
         found = _MARKERS.search(header.group(1)) if header else None
         self.markers = tuple(found.group(1).split()) if found else ()
 
+    def __reduce__(self):
+        # A compiled template does not pickle; rebuilding it from the text does (spawned workers).
+        return ChatTemplate, (self.source, self.name)
+
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.source.encode("utf-8")).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -255,6 +256,13 @@ def test_shipped_phi3_is_the_phi3_tokenizers_template(tokenizer):
     assert load_chat_template("phi3").render(TALK.messages) == load_chat_template(
         None, tokenizer("phi-3-mini")
     ).render(TALK.messages)
+
+
+def test_an_encoder_pickles_for_worker_processes(tokenizer):
+    encoder = ChatEncoder(tokenizer("gpt2"), load_chat_template("chatml"), train_on="last")
+    copy = pickle.loads(pickle.dumps(encoder))
+    assert copy.template.source == encoder.template.source and copy.train_on == "last"
+    assert copy.encode([TALK]).ids.tolist() == encoder.encode([TALK]).ids.tolist()
 
 
 def test_user_file_and_syntax_errors(tmp_path):
