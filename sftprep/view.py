@@ -40,13 +40,18 @@ from rich.cells import cell_len
 from rich.text import Text
 from tokenizers import Tokenizer
 
-from sftprep.build import MANIFEST, BatchTransform, BuildConfig
+from sftprep.build import MANIFEST, BuildConfig
 from sftprep.encode import EncodeOptions, Encoder
 from sftprep.errors import ConfigError, DataError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX, META_FIELDS, schema_for
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import bind_template, detect_template, load_template
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+
+try:  # the pair transform moves to sftprep.transform with chat support (issue 6)
+    from sftprep.transform import PairTransform
+except ImportError:  # until then it is build.BatchTransform, with the same arguments
+    from sftprep.build import BatchTransform as PairTransform  # type: ignore[assignment,no-redef]
 
 WHERE = ("truncated", "boundary-adjusted", "max-length", "no-eos")
 VIEWS = ("text", "tokens", "stats")
@@ -180,7 +185,7 @@ def _guess_convention(schema: pa.Schema, where: Path) -> dict[str, Any]:
 def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, list[str]]:
     """Build the first ``records`` records of ``config.inputs`` in memory, writing nothing.
 
-    The rows come from the build's own :class:`~sftprep.build.BatchTransform`, so
+    The rows come from the build's own pair transform (template + encoder), so
     they are exactly what ``sftprep build`` with the same options would write.
 
     Returns:
@@ -210,7 +215,7 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
     if config.markers == "special" and template.markers:
         info.add_special_tokens(list(template.markers))
     encoder = Encoder(info, EncodeOptions(config.max_length, config.truncation, config.verify_prompts))
-    transform = BatchTransform(
+    transform = PairTransform(
         renderer, encoder, config.mode, config.labels, schema_for(config.mode, config.labels)
     )
     result = transform(batch)
