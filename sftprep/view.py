@@ -115,7 +115,10 @@ def _read_shard(path: Path) -> Iterator[pa.RecordBatch]:
         for i in range(file_reader.num_record_batches):
             yield file_reader.get_batch(i)
         return
-    yield from reader
+    try:
+        yield from reader
+    except (OSError, pa.ArrowInvalid) as exc:  # cut short or overwritten while being read
+        raise InputError(f"{path}: damaged shard: {exc}") from None
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -1254,6 +1257,8 @@ def inspect(
     """
     say = log or (lambda message: None)
     look, sel = options.look, options.selection
+    if options.view not in VIEWS or options.format not in FORMATS:
+        raise ConfigError(f"unknown view '{options.view}' or format '{options.format}'")
     if options.view == "stats":
         stats = compute_stats(rows, sel)
         if options.format == "json":
