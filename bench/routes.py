@@ -17,6 +17,11 @@ Routes:
   completion, then an unbatched tokenizing map. ``--style batched`` does the
   same work in one ``map(batched=True)``, which is faster than what TRL does
   (the fairer opponent). Loading the tokenizer and the data, and the maps, are timed.
+* ``trl``: TRL's own ``SFTTrainer`` preparing the same prompt/completion
+  dataset (``completion_only_loss=True``, ``max_length=None``, ``dataset_num_proc``),
+  around a tiny random GPT-2 model built before the timer starts. The tokenizer,
+  ``load_dataset`` and the trainer's constructor (which prepares the dataset)
+  are timed.
 * ``sftprep``: ``sftprep.cli.main(ARGS)``, exactly what the ``sftprep`` command
   runs; timed from after the imports to the end of the build (tokenizer load,
   reading, writing the shards and the manifest included).
@@ -155,6 +160,42 @@ def route_map(args: argparse.Namespace) -> None:
     _emit({"seconds": seconds, "rows": len(ds), "tokens": tokens, "tokenizer": tokenizer_kind})
 
 
+def route_trl(args: argparse.Namespace) -> None:
+    import datasets
+    import pyarrow.compute as pc
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()
+    file = Path(args.tokenizer)
+    tokenizer_file = str(file / "tokenizer.json" if file.is_dir() else file)
+    vocab = PreTrainedTokenizerFast(tokenizer_file=tokenizer_file, eos_token=args.eos_token)
+    # The model is never run: TRL needs one to build a trainer. Not timed.
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=len(vocab)))
+    config = SFTConfig(
+        output_dir=str(Path(args.cache_dir) / "trainer"),
+        report_to=[],
+        use_cpu=True,
+        completion_only_loss=True,
+        max_length=None,
+        dataset_num_proc=args.num_proc,
+    )
+    start = time.perf_counter()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=tokenizer_file, eos_token=args.eos_token, pad_token=args.eos_token
+    )
+    ds = datasets.load_dataset("json", data_files=args.input, split="train", cache_dir=args.cache_dir)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=ds, processing_class=tok)
+    seconds = time.perf_counter() - start
+    prepared = trainer.train_dataset
+    lengths = pc.list_value_length(prepared.data.table.column("input_ids"))
+    tokens = int(pc.sum(lengths).as_py() or 0)
+    _emit({"seconds": seconds, "rows": len(prepared), "tokens": tokens, "tokenizer": "TRL SFTTrainer"})
+
+
 # --- sftprep ----------------------------------------------------------------------------
 
 
@@ -200,13 +241,20 @@ def main(argv: list[str] | None = None) -> None:
     dmap.add_argument("--num-proc", type=int, default=None)
     dmap.add_argument("--style", choices=["trl", "batched"], default="trl")
     dmap.add_argument("--cache-dir", required=True)
+    trl = sub.add_parser("trl")
+    trl.add_argument("--input", required=True)
+    trl.add_argument("--tokenizer", required=True)
+    trl.add_argument("--eos-token", required=True)
+    trl.add_argument("--num-proc", type=int, default=None)
+    trl.add_argument("--cache-dir", required=True)
     sft = sub.add_parser("sftprep")
     sft.add_argument("build_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    if args.route == "map" and args.num_proc == 1:
+    if args.route in ("map", "trl") and args.num_proc == 1:
         args.num_proc = None  # what num_proc=1 means to datasets: no worker processes
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    {"raw": route_raw, "map": route_map, "sftprep": route_sftprep}[args.route](args)
+    routes = {"raw": route_raw, "map": route_map, "trl": route_trl, "sftprep": route_sftprep}
+    routes[args.route](args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ In one run, on the same rows and the same tokenizer, side by side:
 
 1. the raw tokenizer limit (``encode_batch_fast``, batches of 4096);
 2. the ``datasets.map`` route that TRL's SFTTrainer, axolotl and LLaMA-Factory
-   take, with one process and with two;
+   take, with one process and with two: TRL's own ``SFTTrainer`` when TRL is
+   installed (else a copy of what it does), and the same work as one batched map;
 3. ``sftprep build`` in sequence mode with ``--labels shifted`` and ``--labels hf``
    (and ``--workers 1`` when the option exists), and exploded mode on a subset;
 
@@ -19,6 +20,7 @@ measured. Results also go to ``bench/results/`` as JSON.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -188,6 +190,17 @@ def eos_token(tokenizer: str, given: str | None) -> str:
     return token
 
 
+def has_trl() -> bool:
+    """TRL (and torch, which it needs) can be imported: time the real SFTTrainer."""
+    return all(importlib.util.find_spec(name) is not None for name in ("trl", "torch", "transformers"))
+
+
+def trl_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("trl")
+
+
 def plan_routes(args, work: Path, table_input: Path, exploded_input: Path, help_text: str) -> list[Route]:
     """Every route of the throughput table, in the order they run."""
     py, routes_py = sys.executable, str(ROUTES)
@@ -201,7 +214,34 @@ def plan_routes(args, work: Path, table_input: Path, exploded_input: Path, help_
             table_input,
         )
     ]
-    for style, name in (("trl", "TRL-style map"), ("batched", "map(batched=True)")):
+    if has_trl():
+        for num_proc in (1, 2):
+            key = f"trl-{num_proc}"
+            cache = work / "cache" / key
+            argv = [
+                py,
+                routes_py,
+                "trl",
+                "--input",
+                str(table_input),
+                "--tokenizer",
+                args.tokenizer,
+                "--eos-token",
+                eos,
+                "--num-proc",
+                str(num_proc),
+                "--cache-dir",
+                str(cache),
+            ]
+            label = f"TRL {trl_version()} SFTTrainer, dataset_num_proc={num_proc}"
+            routes.append(Route(key, label, "map", argv, table_input, cache=cache))
+    # Without TRL, a copy of what its SFTTrainer does stands in for it.
+    styles = (
+        [("batched", "map(batched=True)")]
+        if has_trl()
+        else [("trl", "TRL-style map"), ("batched", "map(batched=True)")]
+    )
+    for style, name in styles:
         for num_proc in (1, 2):
             key = f"map-{style}-{num_proc}"
             cache = work / "cache" / key
@@ -396,7 +436,7 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
     if shared:
         lines.append("WARNING: the machine was not quiet during: " + "; ".join(shared) + " (try --repeat)")
     if best_map is not None:
-        lines.append(f"fastest datasets.map run: {best_map.label} ({best_map.detail.get('tokenizer', '?')}).")
+        lines.append(f"fastest datasets.map run (TRL included): {best_map.label}.")
     if shifted is not None and shifted.seconds:
         exploded = results.get("sftprep-exploded")
         if exploded is not None and exploded.seconds:

@@ -41,13 +41,18 @@ from rich.text import Text
 from tokenizers import Tokenizer
 
 from sftprep import storage
-from sftprep.build import MANIFEST, BatchTransform, BuildConfig
+from sftprep.build import MANIFEST, BuildConfig
 from sftprep.encode import EncodeOptions, Encoder
 from sftprep.errors import ConfigError, DataError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX, META_FIELDS, schema_for
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import bind_template, detect_template, load_template
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+
+try:  # the pair transform moves to sftprep.transform with chat support (issue 6)
+    from sftprep.transform import PairTransform
+except ImportError:  # until then it is build.BatchTransform, with the same arguments
+    from sftprep.build import BatchTransform as PairTransform  # type: ignore[assignment,no-redef]
 
 WHERE = ("truncated", "boundary-adjusted", "max-length", "no-eos")
 VIEWS = ("text", "tokens", "stats")
@@ -111,7 +116,10 @@ def _read_shard(path: Path) -> Iterator[pa.RecordBatch]:
         for i in range(file_reader.num_record_batches):
             yield file_reader.get_batch(i)
         return
-    yield from reader
+    try:
+        yield from reader
+    except (OSError, pa.ArrowInvalid) as exc:  # cut short or overwritten while being read
+        raise InputError(f"{path}: damaged shard: {exc}") from None
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -198,7 +206,7 @@ def _guess_convention(schema: pa.Schema, where: Path) -> dict[str, Any]:
 def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, list[str]]:
     """Build the first ``records`` records of ``config.inputs`` in memory, writing nothing.
 
-    The rows come from the build's own :class:`~sftprep.build.BatchTransform`, so
+    The rows come from the build's own pair transform (template + encoder), so
     they are exactly what ``sftprep build`` with the same options would write.
 
     Returns:
@@ -228,7 +236,7 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
     if config.markers == "special" and template.markers:
         info.add_special_tokens(list(template.markers))
     encoder = Encoder(info, EncodeOptions(config.max_length, config.truncation, config.verify_prompts))
-    transform = BatchTransform(
+    transform = PairTransform(
         renderer, encoder, config.mode, config.labels, schema_for(config.mode, config.labels)
     )
     result = transform(batch)
@@ -1267,6 +1275,8 @@ def inspect(
     """
     say = log or (lambda message: None)
     look, sel = options.look, options.selection
+    if options.view not in VIEWS or options.format not in FORMATS:
+        raise ConfigError(f"unknown view '{options.view}' or format '{options.format}'")
     if options.view == "stats":
         stats = compute_stats(rows, sel)
         if options.format == "json":

@@ -591,6 +591,15 @@ def test_errors(built, tok, args, code, message):
     assert message in result.output
 
 
+def test_a_damaged_shard(built, tok, tmp_path):
+    shard = next(built(tok("gpt2"), shard_size=3000).glob("data-*.arrow"))
+    cut = tmp_path / "cut.arrow"
+    cut.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    result = run(cut, "-a", "--tokenizer", tok("gpt2"), ok=False)
+    assert result.exit_code == 4
+    assert f"{cut}: damaged shard: " in result.output
+
+
 def test_registered_with_help_and_examples():
     result = CliRunner().invoke(cli, ["inspect", "--help"])
     assert result.exit_code == 0

@@ -1,8 +1,8 @@
 """Where ``sftprep build`` spends its time: py-spy samples, summed by pipeline stage.
 
-    python bench/profile.py                       # 50,000 bench rows, --workers 1
-    python bench/profile.py --workers 2           # main process and each worker, apart
-    python bench/profile.py --input my.jsonl -- -t qa --labels hf
+    python bench/profile_build.py                       # 50,000 bench rows, --workers 1
+    python bench/profile_build.py --workers 2           # main process and each worker, apart
+    python bench/profile_build.py --input my.jsonl -- -t qa --labels hf
 
 It samples a real ``sftprep build`` (wall-clock samples, idle ones included, with
 native frames so time inside tokenizers, numpy and Arrow is seen), then files
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("build_args", nargs="*", help="more sftprep build options, after --")
     args = parser.parse_args(argv)
     if shutil.which("py-spy") is None:
-        raise SystemExit("bench/profile.py needs py-spy: pip install py-spy")
+        raise SystemExit("bench/profile_build.py needs py-spy: pip install py-spy")
     import sftprep
 
     package_root = str(Path(sftprep.__file__).resolve().parent.parent)

@@ -1,0 +1,811 @@
+"""Chat conversations -> token rows trained on the assistant's turns, for any chat template.
+
+A chat template is Jinja, rendered in a sandbox with the globals transformers gives it, so the
+text equals ``tokenizer.apply_chat_template(messages, tokenize=False)``. Which characters the
+model must write is found without trusting ``{% generation %}`` tags, by rendering prefixes:
+
+* an assistant turn starts where ``render(messages[:k], add_generation_prompt=True)`` ends -- the
+  header (``<|im_start|>assistant\\n``) is the generation prompt, so it is never trained;
+* it ends where ``render(messages[:k+1])`` stops agreeing with the whole conversation's render,
+  so the end-of-turn marker (``<|im_end|>``, ``<|end|>``, ``</s>``) is trained, and for the last
+  message whatever the template closes the conversation with (phi-3's EOS) too. Whitespace after
+  the marker is not trained: the model stops at the marker and never writes it.
+
+The full text is tokenized once, with offsets and ``add_special_tokens=False`` (the template writes
+BOS itself, as apply_chat_template assumes), and the character spans become per-token ``trained``
+flags. Where a template cannot be handled exactly the row is rejected with a reason code, never
+mis-masked: a render of ``messages[:k]`` that is not a prefix of the whole render
+(``template_not_prefix_stable``), an assistant message whose text is not found between its header
+and the end of its turn (``span_not_found``), a token that crosses a span's edge
+(``span_token_merge``; a token that crosses it only by whitespace, such as phi-3's
+``<|assistant|>`` absorbing the content's leading spaces, is assigned by its other characters).
+Templates with ``{% generation %}`` tags are also checked against transformers' assistant mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+from jinja2 import nodes
+from jinja2.ext import Extension, loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from sftprep.chat_formats import Conversation
+from sftprep.encode import TRUNCATE_DROP, TRUNCATE_TARGET, EncodedBatch, EncodeOptions
+from sftprep.errors import ConfigError, RecordError, TemplateError
+from sftprep.templates import configs_dir
+from sftprep.tokenizer import TokenizerInfo
+
+TRAIN_ON = ("assistant", "last", "all")
+TOKENIZER_TEMPLATE = "tokenizer"  # the spec that names the tokenizer's own template
+
+# Reason codes of rows rejected here (chat_formats.REASONS has those of bad records).
+REASONS = (
+    "template_error",  # the template raised (raise_exception, an undefined value, ...)
+    "control_token_in_text",  # message text contains a special token string such as </s>
+    "tools_not_rendered",  # the conversation has tools but the template never reads them
+    "message_not_rendered",  # a message's text does not appear in the rendered conversation
+    "template_not_prefix_stable",  # the template rewrites earlier turns when later ones follow
+    "span_not_found",  # an assistant message's text is not between its header and its end
+    "span_token_merge",  # a token crosses the edge of a trained span
+    "empty_assistant_turn",  # a trained assistant message with no text and no tool calls
+    "generation_mask_mismatch",  # our mask differs from the {% generation %} tags' mask
+    "turn_truncated",  # no whole trained turn fits in max_length
+    "no_trained_token",  # nothing left to train in the row
+)
+
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+_MARKERS = re.compile(r"^\s*markers:(.*)$", re.MULTILINE)
+# The keys transformers passes from tokenizer.special_tokens_map.
+_SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+_REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- the sandbox -------------------------------------------------------------------------------
+# Chat templates come from model repositories: untrusted code. The environment is the one
+# transformers builds (utils/chat_template_utils.py), so that renders are identical.
+
+
+class _GenerationTracker(Extension):
+    """``{% generation %}...{% endgeneration %}``: records the character span of its output."""
+
+    tags = {"generation"}  # noqa: RUF012 - jinja's own class attribute
+
+    def __init__(self, environment: jinja2.Environment):
+        super().__init__(environment)
+        self.blocks: list[str] | None = None
+        self.spans: list[tuple[int, int]] = []
+
+    def parse(self, parser: Any) -> nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.CallBlock(self.call_method("_mark"), [], [], body).set_lineno(lineno)
+
+    def _mark(self, caller: Any) -> str:
+        text = caller()
+        if self.blocks is not None:  # only while tracking: rendered output so far is in blocks
+            start = sum(map(len, self.blocks))
+            self.spans.append((start, start + len(text)))
+        return text
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x: Any, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
+    # transformers replaces jinja's tojson, which HTML-escapes <, > and &.
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class _TemplateDict:
+    """``dict(...)`` for templates, without the class's attributes to climb out through."""
+
+    def __call__(self, *args, **kwargs):
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args, **kwargs):
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _TemplateNamespace(jinja2.utils.Namespace):
+    """``namespace(...)`` that refuses underscore names (a way into CPython internals)."""
+
+    def __init__(*args, **kwargs):
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _TemplateNamespace._check(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name, value):
+        _TemplateNamespace._check(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(f"namespace attribute {name!r} starts with an underscore")
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, loopcontrols]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals.update(
+        raise_exception=_raise_exception,
+        strftime_now=_strftime_now,
+        dict=_TemplateDict(),
+        namespace=_TemplateNamespace,
+    )
+    return env
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+class ChatTemplate:
+    """A compiled chat template.
+
+    Attributes:
+        name: ``tokenizer``, a shipped name (``chatml``) or the file's path.
+        source: the Jinja text (hashed into the manifest).
+        markers: control strings the template writes, for ``--markers special`` (shipped
+            templates list them in their header; empty otherwise).
+
+    Raises:
+        TemplateError: the text is not valid Jinja, or includes/imports other templates.
+    """
+
+    def __init__(self, source: str, name: str):
+        self.name = name
+        self.source = source
+        self._env = _environment()
+        try:
+            tree = self._env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{name}:{exc.lineno}: invalid chat template: {exc.message}") from None
+        if any(True for _ in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
+            raise TemplateError(f"{name}: a chat template may not include, import or extend other files")
+        self._names = {node.name for node in tree.find_all(nodes.Name)}
+        self._template = self._env.from_string(tree)
+        self._tracker = next(e for e in self._env.extensions.values() if isinstance(e, _GenerationTracker))
+        header = re.match(r"\s*\{#-?(.*?)-?#\}", source, re.DOTALL)
+        found = _MARKERS.search(header.group(1)) if header else None
+        self.markers = tuple(found.group(1).split()) if found else ()
+
+    def __reduce__(self):
+        # A compiled template does not pickle; rebuilding it from the text does (spawned workers).
+        return ChatTemplate, (self.source, self.name)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    @property
+    def has_generation_tags(self) -> bool:
+        return bool(_GENERATION_TAG.search(self.source))
+
+    @property
+    def uses_tools(self) -> bool:
+        return "tools" in self._names
+
+    @property
+    def reads_clock(self) -> bool:
+        """True when the template calls ``strftime_now``: its output depends on the date."""
+        return "strftime_now" in self._names
+
+    def render(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        variables: dict[str, Any] | None = None,
+    ) -> str:
+        """Render like ``apply_chat_template(..., tokenize=False)``.
+
+        Args:
+            messages: the messages (``Conversation.messages``).
+            tools: tool schemas, or None.
+            add_generation_prompt: end with the header that starts an assistant turn.
+            variables: more template variables: the special tokens (:func:`special_tokens`).
+
+        Raises:
+            TemplateError: the sandbox refused an operation (the template is unsafe).
+            jinja2.TemplateError and others: the template failed on this conversation.
+        """
+        try:
+            return self._template.render(
+                messages=_aliased(messages),
+                tools=tools,
+                documents=None,
+                add_generation_prompt=add_generation_prompt,
+                **(variables or {}),
+            )
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(
+                f"{self.name}: the sandbox refused an operation of the template: {exc}"
+            ) from None
+
+    def generation_spans(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """Render and return the character spans of the ``{% generation %}`` blocks."""
+        self._tracker.blocks, self._tracker.spans = [], []
+        try:
+            for block in self._template.generate(
+                messages=_aliased(messages), tools=tools, documents=None, add_generation_prompt=False,
+                **(variables or {}),
+            ):  # fmt: skip
+                self._tracker.blocks.append(block)
+            return "".join(self._tracker.blocks), self._tracker.spans
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(
+                f"{self.name}: the sandbox refused an operation of the template: {exc}"
+            ) from None
+        finally:
+            self._tracker.blocks = None
+
+
+def _aliased(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """transformers (v5) copies a message's reasoning under every name templates read it by."""
+    out = []
+    for m in messages:
+        reasoning = next((m[k] for k in _REASONING_KEYS if m.get(k) is not None), None)
+        out.append(m if reasoning is None else {"thinking": reasoning, **m, "reasoning_content": reasoning})
+    return out
+
+
+def shipped_chat_templates() -> dict[str, Path]:
+    """Names of the shipped chat templates (``configs/chat/*.jinja``) and their files."""
+    return {p.stem: p for p in sorted((configs_dir() / "chat").glob("*.jinja"))}
+
+
+def _tokenizer_folder(info: TokenizerInfo) -> Path | None:
+    path = Path(info.name).expanduser()
+    return path if path.is_dir() else path.parent if path.is_file() else None
+
+
+def _own_template(info: TokenizerInfo, which: str | None) -> tuple[str, str] | None:
+    """The tokenizer's own template (name, text): tokenizer_config.json or chat_template.jinja."""
+    value = info.config.get("chat_template")
+    if isinstance(value, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        text = named.get(which or "default")
+        return (f"{TOKENIZER_TEMPLATE}:{which or 'default'}", text) if isinstance(text, str) else None
+    if isinstance(value, str) and which is None:
+        return TOKENIZER_TEMPLATE, value
+    folder = _tokenizer_folder(info)
+    if which is None and folder is not None and (folder / "chat_template.jinja").is_file():
+        return TOKENIZER_TEMPLATE, (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    return None
+
+
+def load_chat_template(spec: str | None, info: TokenizerInfo | None = None) -> ChatTemplate:
+    """Load a chat template.
+
+    Args:
+        spec: None or ``"tokenizer"`` for the tokenizer's own template; ``"tokenizer:NAME"``
+            for one of several named templates in tokenizer_config.json; a shipped template's
+            name (``chatml``, ``llama3``, ``mistral-inst``, ``phi3``); or a path to a Jinja file.
+        info: the tokenizer (needed for its own template).
+
+    Raises:
+        TemplateError: no such template, or it does not compile.
+    """
+    shipped = shipped_chat_templates()
+    if spec is None or spec == TOKENIZER_TEMPLATE or spec.startswith(TOKENIZER_TEMPLATE + ":"):
+        which = spec.partition(":")[2] or None if spec else None
+        own = _own_template(info, which) if info is not None else None
+        if own is None:
+            tokenizer = info.name if info is not None else "the tokenizer"
+            raise TemplateError(
+                f"{tokenizer} has no chat template{f' named {which!r}' if which else ''}; choose a "
+                f"shipped one ({', '.join(shipped)}) or a .jinja file with --chat-template"
+            )
+        return ChatTemplate(own[1], own[0])
+    path = shipped.get(spec) or Path(spec).expanduser()
+    if not path.is_file():
+        raise TemplateError(
+            f"unknown chat template '{spec}': not a shipped one ({', '.join(shipped)}), "
+            f"'{TOKENIZER_TEMPLATE}', nor a file"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read chat template: {exc}") from None
+    return ChatTemplate(text, spec if spec in shipped else str(path))
+
+
+def special_tokens(info: TokenizerInfo) -> dict[str, str]:
+    """The special-token variables a template sees, as transformers passes them.
+
+    sftprep's bos/eos/pad win (the EOS may come from ``--eos`` or be inferred); unk, sep, cls
+    and mask come from tokenizer_config.json. Tokens that are not set are left out, so a
+    template's ``bos_token is defined`` test behaves as with transformers.
+    """
+    out: dict[str, str] = {}
+    for key in _SPECIAL_KEYS:
+        value = info.config.get(key)
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str) and value:
+            out[key] = value
+    for key, value in (
+        ("bos_token", info.bos_token),
+        ("eos_token", info.eos_token),
+        ("pad_token", info.pad_token),
+    ):
+        if value:
+            out[key] = value
+    return out
+
+
+# --- spans -------------------------------------------------------------------------------------
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix, by bisection on C-level slice compares."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@dataclass
+class _Plan:
+    """Where each message of a conversation sits in its rendered text (characters)."""
+
+    text: str
+    trained: list[bool]  # per message
+    ends: list[int | None]  # end of each message's text in ``text`` (None: unknown)
+    soft: list[bool]  # the end is a common-prefix estimate: snap it to a token start
+    spans: dict[int, tuple[int, int, int]]  # assistant message -> (start, end, end of its content)
+    generation: list[tuple[int, int]] | None = None  # {% generation %} spans, when checked
+
+
+@dataclass
+class ChatTurn:
+    """One message of a :class:`ChatLayout`.
+
+    Attributes:
+        index / role: the message's position and role.
+        chars: its part of the rendered text (header, content, end marker), or None if unknown.
+        trained: the token range ``[start, stop)`` trained for it, or None.
+    """
+
+    index: int
+    role: str
+    chars: tuple[int, int] | None
+    trained: tuple[int, int] | None
+
+
+@dataclass
+class ChatLayout:
+    """A conversation as rendered and tokenized, before truncation: what ``inspect`` shows."""
+
+    text: str
+    ids: np.ndarray
+    offsets: np.ndarray  # (n, 2) character offsets of each token
+    trained: np.ndarray  # bool per token (a row's first token is never trained by labels.py)
+    turns: list[ChatTurn] = field(default_factory=list)
+
+
+class _Tokens:
+    """Token offsets of one text, and how character spans become token ranges."""
+
+    def __init__(self, text: str, offsets: Sequence[tuple[int, int]]):
+        self.text = text
+        self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        self.starts = self.offsets[:, 0]
+        self.ends = self.offsets[:, 1]
+
+    def snap(self, pos: int) -> int:
+        """``pos`` moved back to the start of the token that straddles it, if any."""
+        t = int(np.searchsorted(self.ends, pos, side="right"))
+        return int(self.starts[t]) if t < len(self.starts) and self.starts[t] < pos else pos
+
+    def range(self, start: int, end: int, what: str) -> tuple[int, int]:
+        """Tokens ``[t0, t1)`` that cover the characters ``[start, end)``.
+
+        A token that crosses an edge only by whitespace goes with its other characters;
+        any other crossing is a ``span_token_merge``.
+        """
+        t0 = int(np.searchsorted(self.ends, start, side="right"))  # first token ending after start
+        if t0 < len(self.starts) and self.starts[t0] < start:
+            if self.text[start : min(int(self.ends[t0]), end)].strip():
+                raise _Rejected("span_token_merge", self._merge(t0, start, what))
+            t0 += 1  # e.g. phi-3's <|assistant|> took the content's leading spaces
+        t1 = int(np.searchsorted(self.starts, end, side="left"))  # tokens starting before end
+        if t1 > 0 and self.ends[t1 - 1] > end and self.text[end : int(self.ends[t1 - 1])].strip():
+            raise _Rejected("span_token_merge", self._merge(t1 - 1, end, what))
+        return t0, max(t0, t1)
+
+    def _merge(self, t: int, edge: int, what: str) -> str:
+        a, b = int(self.starts[t]), int(self.ends[t])
+        return (
+            f"{what}: token {t} ({self.text[a:b]!r}) crosses the edge of the trained text at "
+            f"{self.text[max(0, edge - 20) : edge]!r}|{self.text[edge : edge + 20]!r}; the tokenizer "
+            "merges the template's text with the message's"
+        )
+
+
+# --- the encoder -------------------------------------------------------------------------------
+
+
+class _Dropped(Exception):
+    pass
+
+
+class ChatEncoder:
+    """Turns conversations into :class:`~sftprep.encode.EncodedBatch` rows with ``trained`` flags.
+
+    Args:
+        info: the tokenizer.
+        template: the chat template.
+        options: ``max_length`` and ``truncation`` (``prompt`` cuts from the left, keeping a
+            leading BOS; ``target`` cuts from the right; ``drop``). A trained turn is never cut:
+            the cut moves to the turn's edge, dropping the turn whole; a row left with no trained
+            turn is rejected (``turn_truncated``). ``verify_prompts`` does not apply.
+        train_on: ``assistant`` (every assistant message), ``last`` (the last assistant
+            message) or ``all`` (every token). A message whose data says weight 0 is never trained.
+        check_generation: compare with the ``{% generation %}`` mask where the template has tags.
+    """
+
+    def __init__(
+        self,
+        info: TokenizerInfo,
+        template: ChatTemplate,
+        options: EncodeOptions | None = None,
+        train_on: str = "assistant",
+        check_generation: bool = True,
+    ):
+        if train_on not in TRAIN_ON:
+            raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, got '{train_on}'")
+        self.info = info
+        self.template = template
+        self.options = options or EncodeOptions()
+        self.train_on = train_on
+        self.check_generation = check_generation and template.has_generation_tags
+        self.variables = special_tokens(info)
+        self.tok = info.tokenizer
+        self.bos = info.bos_id
+        controls = sorted({t.content for t in self.tok.get_added_tokens_decoder().values()}, key=len)
+        self._controls = re.compile("|".join(map(re.escape, reversed(controls)))) if controls else None
+
+    def encode(self, conversations: Sequence[Conversation]) -> EncodedBatch:
+        """Encode a batch; problems with one conversation become ``rejected``/``dropped`` entries."""
+        plans: list[tuple[int, _Plan]] = []
+        rejected: list[tuple[int, str, str]] = []
+        for i, conversation in enumerate(conversations):
+            try:
+                plans.append((i, self._plan(conversation)))
+            except _Rejected as exc:
+                rejected.append((i, exc.reason, str(exc)))
+        encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
+        rows: list[tuple[int, np.ndarray, np.ndarray, bool]] = []
+        dropped: list[int] = []
+        counts = {"truncated": 0, "boundary_adjusted": 0, "turns_dropped": 0}
+        for (i, plan), enc in zip(plans, encodings, strict=True):
+            try:
+                tokens = _Tokens(plan.text, enc.offsets)
+                trained, turns = self._flags(plan, tokens)
+                ids, trained, cut = self._truncate(
+                    np.asarray(enc.ids, dtype=np.int32), trained, turns, counts
+                )
+                if not trained[1:].any():
+                    raise _Rejected(*self._nothing_trained(cut, len(enc.ids)))
+            except _Rejected as exc:
+                rejected.append((i, exc.reason, str(exc)))
+                continue
+            except _Dropped:
+                dropped.append(i)
+                continue
+            counts["truncated"] += cut
+            rows.append((i, ids, trained, cut))
+        rejected.sort()
+        return _batch(rows, rejected, dropped, counts)
+
+    def layout(self, conversation: Conversation, where: str = "") -> ChatLayout:
+        """Render, tokenize and mask one conversation, for display (no truncation).
+
+        Raises:
+            RecordError: the conversation would be rejected (same reasons as :meth:`encode`).
+        """
+        try:
+            plan = self._plan(conversation)
+            enc = self.tok.encode(plan.text, add_special_tokens=False)
+            tokens = _Tokens(plan.text, enc.offsets)
+            trained, turns = self._flags(plan, tokens)
+        except _Rejected as exc:
+            raise RecordError(where, exc.reason, str(exc)) from None
+        bounds = [0, *(e if e is None else tokens.snap(e) for e in plan.ends[:-1]), len(plan.text)]
+        ranges = iter(turns)
+        out = []
+        for k, message in enumerate(conversation.messages):
+            a, b = bounds[k], bounds[k + 1]
+            chars = None if a is None or b is None else (a, b)
+            out.append(ChatTurn(k, message["role"], chars, next(ranges, None) if plan.trained[k] else None))
+        return ChatLayout(plan.text, np.asarray(enc.ids, dtype=np.int32), tokens.offsets, trained, out)
+
+    # -- rendering and locating -------------------------------------------------------------------
+
+    def _render(self, messages: Sequence[dict[str, Any]], tools, generation_prompt: bool) -> str:
+        try:
+            return self.template.render(messages, tools, generation_prompt, self.variables)
+        except TemplateError:
+            raise
+        except Exception as exc:  # raise_exception, undefined values, type errors: this data
+            raise _Rejected(
+                "template_error", f"the chat template failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _plan(self, conversation: Conversation) -> _Plan:
+        messages = list(conversation.messages)
+        if not messages:
+            raise _Rejected("empty_conversation", "the conversation has no message")
+        self._check_text(conversation)
+        trained = self._trained_messages(conversation)
+        tools = conversation.tools
+        full = self._render(messages, tools, False)
+        ends: list[int | None] = []
+        soft: list[bool] = []
+        spans: dict[int, tuple[int, int, int]] = {}
+        for k, message in enumerate(messages):
+            end = self._message_end(messages, k, tools, full, need=message["role"] == "assistant")
+            ends.append(end[0])
+            soft.append(end[1])
+            if message["role"] == "assistant":
+                spans[k] = self._assistant_span(messages, k, tools, full, end[0])
+        if self.train_on == "all" and not all(trained) and None in ends:
+            raise _Rejected("span_not_found", "cannot tell where each message ends: a prefix does not render")
+        plan = _Plan(full, trained, ends, soft, spans)
+        if self.check_generation:
+            text, plan.generation = self.template.generation_spans(messages, tools, self.variables)
+            if text != full:  # only a template that reads the clock can do this
+                raise _Rejected(
+                    "template_not_prefix_stable", "the template rendered the conversation twice differently"
+                )
+        return plan
+
+    def _check_text(self, conversation: Conversation) -> None:
+        if conversation.tools and not self.template.uses_tools:
+            raise _Rejected(
+                "tools_not_rendered",
+                f"the conversation has tools but the chat template '{self.template.name}' never reads "
+                "'tools': the model would call functions it was never shown (use a template with tool "
+                "support, or ignore the tools with --field tools=)",
+            )
+        if self._controls is None:
+            return
+        for k, message in enumerate(conversation.messages):
+            found = self._controls.search(message["content"])
+            if found:
+                raise _Rejected(
+                    "control_token_in_text",
+                    f"message {k} ({message['role']}) contains the special token {found.group(0)!r}, "
+                    "which would be tokenized as a control token, not as text",
+                )
+
+    def _trained_messages(self, conversation: Conversation) -> list[bool]:
+        roles, weights = conversation.roles, conversation.weights
+        if self.train_on == "all":
+            trained = [w is not False for w in weights]
+        else:
+            chosen = [k for k, role in enumerate(roles) if role == "assistant"]
+            chosen = chosen[-1:] if self.train_on == "last" else chosen
+            trained = [k in chosen and weights[k] is not False for k in range(len(roles))]
+        for k, message in enumerate(conversation.messages):
+            empty = not message["content"].strip() and not message.get("tool_calls")
+            if trained[k] and empty and roles[k] == "assistant":
+                raise _Rejected(
+                    "empty_assistant_turn", f"message {k} (assistant) is empty and would be trained"
+                )
+        if not any(trained):
+            raise _Rejected(
+                "no_trained_token",
+                f"nothing to train with train_on={self.train_on}: no assistant message, or weight 0 on all",
+            )
+        return trained
+
+    def _message_end(self, messages, k: int, tools, full: str, need: bool) -> tuple[int | None, bool]:
+        """(end of message k's text in ``full``, is it a common-prefix estimate?).
+
+        The end is where the render that stops after message k stops agreeing with the render
+        that goes on: the whole conversation or, after the last message, the generation
+        prompt. What follows it in the shorter render is the template's closing text.
+        """
+        message = messages[k]
+        core = message["content"].strip()
+        last = k == len(messages) - 1
+        shorter: str | None = full
+        try:
+            if last:
+                longer = self._render(messages, tools, True)
+            else:
+                shorter, longer = self._render(messages[: k + 1], tools, False), full
+        except _Rejected:
+            if need and not last:
+                raise
+            # Some templates refuse some prefixes (one with no user message); after the last
+            # message, without a generation prompt to compare with, the closing stays with it.
+            shorter, longer = (full, full) if last else (None, full)
+        end = None if shorter is None else _common_prefix(shorter, longer)
+        # The message's text must lie in the part both renders share; if it is only beyond
+        # it, the longer render changed it.
+        if shorter is not None and end is not None and core in shorter and shorter.rfind(core, 0, end) < 0:
+            raise _Rejected(
+                "template_not_prefix_stable",
+                f"message {k} ({message['role']}) renders differently once later messages follow: "
+                f"{shorter[end : end + 40]!r} becomes {longer[end : end + 40]!r} (the template rewrites "
+                "earlier turns, so no mask is exact)",
+            )
+        if core and core not in full:
+            raise _Rejected(
+                "message_not_rendered",
+                f"message {k} ({message['role']}): its text is not in the rendered conversation "
+                f"(the template '{self.template.name}' drops or rewrites it)",
+            )
+        if shorter is None or end is None:
+            return None, True
+        return end, end < len(shorter)
+
+    def _assistant_span(self, messages, k: int, tools, full: str, end: int | None) -> tuple[int, int, int]:
+        header = self._render(messages[:k], tools, True)
+        if not full.startswith(header):
+            at = _common_prefix(header, full)
+            raise _Rejected(
+                "template_not_prefix_stable",
+                f"message {k} (assistant): the conversation before it with the generation prompt renders "
+                f"{header[at : at + 40]!r} where the whole conversation has {full[at : at + 40]!r}",
+            )
+        start = len(header)
+        assert end is not None, "an assistant message's end is always rendered"
+        core = messages[k]["content"].strip()
+        found = full.find(core, start, end) if core else start
+        if found < 0 or end <= start:
+            raise _Rejected(
+                "span_not_found",
+                f"message {k} (assistant): its text is not between its header (ending at character "
+                f"{start}) and the end of its turn (character {end})",
+            )
+        return start, end, found + len(core)
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    def _flags(self, plan: _Plan, tokens: _Tokens) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Per-token trained flags, and the token range of each trained message."""
+        trained = np.zeros(len(tokens.starts), dtype=bool)
+        turns = []
+        for k, (start, end) in self._trained_chars(plan, tokens):
+            t0, t1 = tokens.range(start, end, f"message {k}")
+            trained[t0:t1] = True
+            turns.append((t0, t1))
+        if plan.generation is not None:
+            self._check_generation(plan, tokens, trained)
+        return trained, turns
+
+    def _trained_chars(self, plan: _Plan, tokens: _Tokens) -> list[tuple[int, tuple[int, int]]]:
+        if self.train_on != "all":
+            return [(k, self._span_chars(plan, tokens, k)) for k, on in enumerate(plan.trained) if on]
+        known = [e for e in plan.ends[:-1] if e is not None]
+        if len(known) < len(plan.ends) - 1:  # _plan let this through only if every message is trained
+            return [(0, (0, len(plan.text)))]
+        bounds = [0, *(tokens.snap(e) if soft else e for e, soft in zip(known, plan.soft, strict=False))]
+        bounds.append(len(plan.text))
+        return [(k, (bounds[k], bounds[k + 1])) for k, on in enumerate(plan.trained) if on]
+
+    def _span_chars(self, plan: _Plan, tokens: _Tokens, k: int) -> tuple[int, int]:
+        """An assistant message's trained characters.
+
+        Whitespace after its end marker is not trained, nor what the template writes after the
+        last message unless that is the EOS.
+        """
+        start, end, content_end = plan.spans[k]
+        if plan.soft[k]:
+            end = tokens.snap(end)  # the common prefix ran into the next header's first characters
+        if k == len(plan.ends) - 1 and plan.text[end:].strip() == self.info.eos_token:
+            end = len(plan.text)  # the template closes the conversation with EOS: the model stops
+        trimmed = start + len(plan.text[start:end].rstrip())
+        return start, max(trimmed, content_end)
+
+    def _check_generation(self, plan: _Plan, tokens: _Tokens, trained: np.ndarray) -> None:
+        """Our assistant mask must equal transformers' mask from the {% generation %} blocks."""
+        ours = np.zeros_like(trained)
+        for k in plan.spans:
+            ours[slice(*tokens.range(*self._span_chars(plan, tokens, k), f"message {k}"))] = True
+        theirs = np.zeros_like(trained)
+        for start, end in plan.generation or []:  # every token overlapping a block, as transformers
+            t0 = int(np.searchsorted(tokens.ends, start, side="right"))
+            theirs[t0 : max(t0, int(np.searchsorted(tokens.starts, end, side="left")))] = True
+        differ = np.flatnonzero(ours != theirs)
+        if len(differ):
+            t = int(differ[0])
+            a, b = tokens.offsets[t]
+            raise _Rejected(
+                "generation_mask_mismatch",
+                f"{len(differ)} token(s) differ from the template's {{% generation %}} mask, first token {t} "
+                f"({plan.text[a:b]!r}), which the tags {'do' if theirs[t] else 'do not'} mark",
+            )
+
+    def _truncate(
+        self, ids: np.ndarray, trained: np.ndarray, turns, counts
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        limit, policy = self.options.max_length, self.options.truncation
+        if limit is None or len(ids) <= limit:
+            return ids, trained, False
+        if policy == TRUNCATE_DROP:
+            raise _Dropped()
+        if policy == TRUNCATE_TARGET:  # keep the start; a turn across the cut goes whole
+            cut = limit
+            for t0, t1 in turns:
+                cut = t0 if t0 < cut < t1 else cut
+            counts["turns_dropped"] += sum(t1 > cut for _, t1 in turns)
+            return ids[:cut], trained[:cut], True
+        head = 1 if self.bos is not None and ids[0] == self.bos else 0  # keep the template's BOS
+        cut = len(ids) - (limit - head)
+        for t0, t1 in turns:
+            cut = t1 if t0 < cut < t1 else cut
+        counts["turns_dropped"] += sum(t0 < cut for t0, _ in turns)
+        keep = np.r_[0:head, cut : len(ids)]
+        return ids[keep], trained[keep], True
+
+    def _nothing_trained(self, cut: bool, n_tokens: int) -> tuple[str, str]:
+        if cut:
+            return (
+                "turn_truncated",
+                f"the row is {n_tokens} tokens; with max_length {self.options.max_length} no whole trained "
+                "turn fits, and a turn is never trained in part (raise --max-length)",
+            )
+        return "no_trained_token", "no token is trained (the only trained text is the row's first token)"
+
+
+def _batch(rows, rejected, dropped, counts) -> EncodedBatch:
+    lengths = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    empty_ids, empty_flags = np.zeros(0, np.int32), np.zeros(0, bool)
+    trained = np.concatenate([r[2] for r in rows]) if rows else empty_flags
+    # prompt_lens: leading untrained tokens per row (labels.py reads ``trained`` instead).
+    firsts = [int(np.argmax(r[2])) if r[2].any() else len(r[2]) for r in rows]
+    return EncodedBatch(
+        ids=np.concatenate([r[1] for r in rows]) if rows else empty_ids,
+        offsets=offsets,
+        prompt_lens=np.asarray(firsts, dtype=np.int64),
+        index=np.asarray([r[0] for r in rows], dtype=np.int64),
+        truncated=np.asarray([r[3] for r in rows], dtype=bool),
+        boundary_adjusted=np.zeros(len(rows), dtype=bool),
+        rejected=rejected,
+        trained=trained,
+        dropped=dropped,
+        counts=counts,
+    )
