@@ -35,18 +35,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from sftprep.build import (
-    BatchResult,
-    BatchTransform,
-    BuildConfig,
-    _batched,
-    _Inputs,
-    _Progress,
-    untransformed,
-)
+from sftprep.build import BatchResult, BuildConfig, _batched, _Inputs, _Progress, untransformed
 from sftprep.errors import ConfigError, SftprepError
 from sftprep.parallel import WorkerError
-from sftprep.readers import expand_inputs
+from sftprep.readers import Record, expand_inputs
+
+# The per-batch transform (build.BatchTransform): records in, rows + rejects + counts out.
+Transform = Callable[[list[Record]], BatchResult]
 
 INSTALL_HINT = "pip install 'sftprep[ray]'"
 _QUIET_LOGGERS = ("ray", "ray.data")
@@ -85,7 +80,7 @@ class RayEngine:
         self.advance = advance
         self.inputs: list[dict[str, Any]] | None = None
 
-    def results(self, transform: BatchTransform, bound_at: int) -> Iterator[BatchResult]:
+    def results(self, transform: Transform, bound_at: int) -> Iterator[BatchResult]:
         """The transform's result for every batch of this slice, in order.
 
         Args:
@@ -132,7 +127,7 @@ class RayEngine:
             ray.init(num_cpus=self.config.workers, **options)
         return True
 
-    def _results(self, ray: Any, transform: BatchTransform, bound_at: int) -> Iterator[BatchResult]:
+    def _results(self, ray: Any, transform: Transform, bound_at: int) -> Iterator[BatchResult]:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
@@ -205,14 +200,14 @@ def _read(seed: pa.Table, names: list[str], config: BuildConfig) -> Iterator[pa.
 class _Apply:
     """The transform stage: an actor holding one BatchTransform, applied batch by batch."""
 
-    blob: Any = None  # the pickled BatchTransform's object reference (set on a subclass)
+    blob: Any = None  # the pickled transform's object reference (set on a subclass)
     bound_at = 0
 
     def __init__(self) -> None:
         import ray
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one busy actor per CPU already
-        self.transform: BatchTransform = pickle.loads(ray.get(self.blob))
+        self.transform: Transform = pickle.loads(ray.get(self.blob))
 
     def __call__(self, table: pa.Table) -> pa.Table:
         payloads = []
