@@ -25,12 +25,12 @@ shard is uploaded, so from then on the old build no longer looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -60,7 +60,11 @@ def join(base: str | os.PathLike[str], name: str) -> str:
 
 
 def filesystem(url: str) -> tuple[Any, str]:
-    """The fsspec filesystem for a URL and the path inside it.
+    """The fsspec filesystem for a URL and the path inside it, with no listings cached.
+
+    fsspec keeps one filesystem object per process and caches directory
+    listings in it; a build must see what other processes wrote or removed
+    since (an interrupted build, a finished slice), so the cache is dropped.
 
     Raises:
         ConfigError: no fsspec implementation for the scheme is installed.
@@ -68,12 +72,14 @@ def filesystem(url: str) -> tuple[Any, str]:
     import fsspec.core
 
     try:
-        return fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:
         scheme = url.split("://", 1)[0]
         hint = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(scheme)
         extra = f" (pip install {hint})" if hint else ""
         raise ConfigError(f"cannot use {scheme}:// URLs: {exc}{extra}") from None
+    fs.invalidate_cache()
+    return fs, path
 
 
 def _with_scheme(url: str, path: str) -> str:
@@ -84,7 +90,7 @@ def _with_scheme(url: str, path: str) -> str:
     )
 
 
-@contextmanager
+@contextlib.contextmanager
 def _remote_errors(what: str, error: type[Exception] = InputError) -> Iterator[None]:
     """One-line errors naming the URL; the libraries' messages never hold the secret key."""
     try:
@@ -213,10 +219,9 @@ class RemoteOutput:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None and self.uploaded:
-            try:
+            # Best effort: without a manifest they never look complete anyway.
+            with contextlib.suppress(Exception):
                 self.fs.rm(self.uploaded)
-            except Exception:  # best effort: without a manifest they never look complete
-                pass
         self.discard()
 
     def discard(self) -> None:
