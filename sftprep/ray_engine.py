@@ -6,10 +6,10 @@ The job is two Ray Data stages and the driver:
    URLs) through the same :class:`~sftprep.readers.InputFile` readers as the
    local engine, cut into the same batches of ``--batch-size`` records, and
    keeps this slice's batches (``--num-shards``);
-2. *transform*: a pool of actors, one per CPU, each holding the very
+2. *transform*: Ray tasks, one CPU each, run the very
    :class:`~sftprep.build.BatchTransform` the local engine runs (built once on
-   the driver and shipped pickled, tokenizer included), turns each batch into
-   Arrow rows, rejects and counts;
+   the driver and shipped pickled, tokenizer included; each worker process
+   unpickles it once) to turn each batch into Arrow rows, rejects and counts;
 3. the *driver* takes the results in input order (``preserve_order``) and
    does what the local engine's main process does: handles rejects
    (``--on-error``), packs and pads, writes the shards and, last, the manifest.
@@ -20,16 +20,19 @@ cluster. Reading is one sequential stream, as in the local engine (parsing is
 far cheaper than tokenizing), and everything written passes through the
 driver, whose bandwidth to the output bounds the build.
 
-A task that fails raises its error on the driver as one line naming the
-record (``data.jsonl:17: ...``), without Ray's traceback.
+A task never fails with sftprep's errors: it hands them to the driver as a
+result, which raises them in input order, exactly as the local engine does
+(a crash in the transform names its record: ``data.jsonl:17: ...``). A task
+that fails for Ray's reasons (a worker killed) ends the build with one line,
+without Ray's traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,8 +96,9 @@ class RayEngine:
             WorkerError: a task failed for a reason that is not sftprep's.
         """
         ray = import_ray()
+        # Errors come back as sftprep's one-line errors; Ray would log them with tracebacks.
         for name in _QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         started = self._connect(ray)
         try:
             yield from self._results(ray, transform, bound_at)
@@ -131,7 +135,6 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        actors = self._actors(ray)
         names = expand_inputs(self.config.inputs)
         dataset = ray.data.from_items([{"seed": 0}]).map_batches(
             _read,
@@ -140,21 +143,10 @@ class RayEngine:
             batch_format="pyarrow",
             num_cpus=0,  # one light sequential task: leave the CPUs to the transform
         )
-        # The transform travels as a class attribute (an object reference) rather than as a
-        # constructor argument, which Ray warns about for actors that may be restarted.
-        apply = type("_Apply", (_Apply,), {"blob": ray.put(pickle.dumps(transform)), "bound_at": bound_at})
-        dataset = dataset.map_batches(
-            apply,
-            batch_size=1,
-            batch_format="pyarrow",
-            concurrency=actors,
-            num_cpus=1,
-            # On a cluster, actors lost with their node are restarted (Ray then logs a line about
-            # it); one machine loses no nodes, so a local Ray keeps quiet with no restarts.
-            ray_remote_args_fn=lambda: {"max_restarts": -1 if self.config.ray_address else 0},
-        )
-        # Ray warns that one read task feeds the actor pool: by design (see the module docstring).
-        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+        # Tasks, not actors: each Ray worker process unpickles the transform once and
+        # keeps it (see _apply), and a failed task is retried by Ray on its own.
+        apply = functools.partial(_apply, blob=ray.put(pickle.dumps(transform)), bound_at=bound_at)
+        dataset = dataset.map_batches(apply, batch_size=1, batch_format="pyarrow", num_cpus=1)
         for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             for kind, payload, nbytes in zip(
                 table.column("kind").to_pylist(),
@@ -163,14 +155,12 @@ class RayEngine:
                 strict=True,
             ):
                 self.advance(nbytes)
+                if kind == "error":
+                    raise pickle.loads(payload)
                 if kind == "inputs":
                     self.inputs = pickle.loads(payload)
                 else:
                     yield pickle.loads(payload)
-
-    def _actors(self, ray: Any) -> int:
-        """One transform actor per CPU of the cluster (the local Ray has ``--workers`` CPUs)."""
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _item(kind: str, index: int, payload: bytes, nbytes: int) -> pa.Table:
@@ -189,42 +179,60 @@ def _read(seed: pa.Table, names: list[str], config: BuildConfig) -> Iterator[pa.
     read = [0]
     inputs = _Inputs(names, config, _Progress(None, lambda n: read.__setitem__(0, read[0] + n)))
     sent = 0
-    for index, batch in enumerate(_batched(inputs.records(), config.batch_size)):
-        if index % config.num_shards != config.shard_index:
-            continue
-        yield _item("batch", index, pickle.dumps(batch), read[0] - sent)
-        sent = read[0]
+    try:
+        for index, batch in enumerate(_batched(inputs.records(), config.batch_size)):
+            if index % config.num_shards != config.shard_index:
+                continue
+            yield _item("batch", index, pickle.dumps(batch), read[0] - sent)
+            sent = read[0]
+    except Exception as exc:  # an unreadable input: the driver raises it, in order
+        yield _item("error", -1, _pickled_error(exc), 0)
+        return
     yield _item("inputs", -1, pickle.dumps(inputs.describe()), read[0] - sent)
 
 
-class _Apply:
-    """The transform stage: an actor holding one BatchTransform, applied batch by batch."""
+# The transforms this Ray worker process has unpickled, by object reference.
+_TRANSFORMS: dict[str, Transform] = {}
 
-    blob: Any = None  # the pickled transform's object reference (set on a subclass)
-    bound_at = 0
 
-    def __init__(self) -> None:
-        import ray
+def _apply(table: pa.Table, blob: Any, bound_at: int) -> pa.Table:
+    """The transform stage: each batch of records -> its pickled BatchResult."""
+    import ray
 
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one busy actor per CPU already
-        self.transform: Transform = pickle.loads(ray.get(self.blob))
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        payloads = []
-        for kind, index, payload in zip(
-            table.column("kind").to_pylist(),
-            table.column("index").to_pylist(),
-            table.column("payload").to_pylist(),
-            strict=True,
-        ):
-            if kind == "batch":
-                records = pickle.loads(payload)
-                result = untransformed(records) if index < self.bound_at else self.transform(records)
+    key = blob.hex()
+    if key not in _TRANSFORMS:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one busy task per CPU already
+        _TRANSFORMS.clear()  # a transform of an earlier build in this worker
+        _TRANSFORMS[key] = pickle.loads(ray.get(blob))
+    transform = _TRANSFORMS[key]
+    kinds, payloads = [], []
+    for kind, index, payload in zip(
+        table.column("kind").to_pylist(),
+        table.column("index").to_pylist(),
+        table.column("payload").to_pylist(),
+        strict=True,
+    ):
+        if kind == "batch":
+            records = pickle.loads(payload)
+            try:
+                result = untransformed(records) if index < bound_at else transform(records)
                 payload = pickle.dumps(result)
-            payloads.append(payload)
-        return table.set_column(
-            table.schema.get_field_index("payload"), "payload", pa.array(payloads, pa.large_binary())
-        )
+            except Exception as exc:  # the transform names the record (TransformError)
+                kind, payload = "error", _pickled_error(exc)
+        kinds.append(kind)
+        payloads.append(payload)
+    table = table.set_column(table.schema.get_field_index("kind"), "kind", pa.array(kinds))
+    return table.set_column(
+        table.schema.get_field_index("payload"), "payload", pa.array(payloads, pa.large_binary())
+    )
+
+
+def _pickled_error(exc: Exception) -> bytes:
+    """A task's error, to be raised on the driver as it is (Ray would wrap it in its traceback)."""
+    try:
+        return pickle.dumps(exc)
+    except Exception:  # an exception that does not pickle: keep its words
+        return pickle.dumps(WorkerError(f"a Ray task failed: {type(exc).__name__}: {exc}"))
 
 
 def _is_ray_error(ray: Any, exc: BaseException) -> bool:

@@ -1,0 +1,183 @@
+"""--engine ray: a local Ray with 2 CPUs gives exactly the local engine's build."""
+
+# ruff: noqa: F811 - the s3 fixtures are imported, and tests take them as arguments
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from compare import assert_same_build, manifest
+from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
+
+from sftprep import BuildConfig, run_build, storage
+from sftprep.build import BatchTransform, TransformError, untransformed
+from sftprep.cli import cli
+from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE
+from sftprep.merge import merge_builds
+
+pytestmark = pytest.mark.slow  # starting Ray takes seconds
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def ray_local(s3_endpoint):
+    """One local Ray for the module (2 CPUs); builds join it instead of starting their own.
+
+    Started after the S3 server, so its workers inherit the AWS environment that
+    points at it, and with tests/ on their path, to unpickle test classes.
+    """
+    ray = pytest.importorskip("ray", reason="Ray is in the test extra")
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})  # fmt: skip
+    yield ray
+    ray.shutdown()
+
+
+def _both(tmp_path, config: BuildConfig) -> tuple[Path, Path]:
+    local = run_build(replace(config, output=str(tmp_path / "local"), workers=2)).output
+    on_ray = run_build(replace(config, output=str(tmp_path / "ray"), engine="ray")).output
+    return Path(local), Path(on_ray)
+
+
+REAL = [
+    (("instruction", "alpaca_5000.json"), {"on_error": "skip"}),
+    (("qa", "NQ-open.dev.jsonl"), {"template": "qa", "fields": {"answer": "answer.0"}, "labels": "hf"}),
+    (
+        ("qa", "simple_qa_test_set.csv"),
+        {"template": "qa", "fields": {"question": "problem"}, "max_length": 64, "on_error": "skip"},
+    ),
+    (
+        ("qa", "gsm8k_test.jsonl"),
+        {"template": "qa", "mode": "exploded", "max_length": 128, "truncation": "target", "on_error": "skip"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("parts", "options"), REAL, ids=["alpaca", "nq-open-hf", "simple-qa-csv", "gsm8k-exploded"]
+)
+def test_ray_build_equals_local_build(ray_local, tmp_path, data_path, tokenizer_path, parts, options):
+    config = BuildConfig(inputs=(data_path(*parts),), output="", tokenizer=tokenizer_path("gpt2"),
+                         batch_size=256, shard_size=2_000_000, **options)  # fmt: skip
+    local, on_ray = _both(tmp_path, config)
+    assert_same_build(local, on_ray)
+    assert manifest(local)["engine"] == "local" and manifest(on_ray)["engine"] == "ray"
+    # the driver writes the shards as the local engine does: even the files are the same
+    assert [s["sha256"] for s in manifest(local)["shards"]] == [
+        s["sha256"] for s in manifest(on_ray)["shards"]
+    ]
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_bad_records_fail_and_skip_as_locally(ray_local, tmp_path, data_path, tokenizer_path):
+    data = data_path("instruction", "alpaca_5000.json")
+    common = ["--tokenizer", tokenizer_path("gpt2"), "-q"]
+    results = [_cli("build", data, "-o", str(tmp_path / e), "--engine", e, *common) for e in ("local", "ray")]
+    assert [r.exit_code for r in results] == [EXIT_DATA, EXIT_DATA]
+    assert results[0].output == results[1].output
+    assert "alpaca_5000.json: record 2336: field 'output': the target is empty" in results[1].output
+    assert not (tmp_path / "ray").exists()
+    results = [
+        _cli(
+            "build",
+            data,
+            "-o",
+            str(tmp_path / e),
+            "--engine",
+            e,
+            "--on-error",
+            "skip",
+            "--max-errors",
+            "1",
+            *common,
+        )
+        for e in ("local", "ray")
+    ]
+    assert [r.exit_code for r in results] == [EXIT_DATA, EXIT_DATA]
+    assert results[0].output == results[1].output
+    assert "2 records rejected, more than --max-errors 1" in results[1].output
+
+
+def test_ray_slices_merge_into_the_local_single_build(ray_local, tmp_path, data_path, tokenizer_path):
+    config = BuildConfig(inputs=(data_path("qa", "NQ-open.dev.jsonl"),), output=str(tmp_path / "single"),
+                         template="qa", fields={"answer": "answer.0"}, tokenizer=tokenizer_path("gpt2"),
+                         batch_size=200)  # fmt: skip
+    run_build(config)
+    parts = []
+    for i in range(2):
+        parts.append(str(tmp_path / f"part-{i}"))
+        run_build(replace(config, output=parts[-1], engine="ray", num_shards=2, shard_index=i))
+    assert_same_build(config.output, merge_builds(parts, str(tmp_path / "merged")).output)
+
+
+def test_an_unreadable_input_fails_as_locally(ray_local, tmp_path):
+    data = tmp_path / "cut.jsonl.gz"
+    lines = "".join(json.dumps({"question": f"q{i} " * 20, "answer": "a"}) + "\n" for i in range(2000))
+    whole = gzip.compress(lines.encode())
+    data.write_bytes(whole[: len(whole) * 2 // 3])  # a download cut short
+    results = [
+        _cli(
+            "build", str(data), "-t", "qa", "-o", str(tmp_path / e), "--engine", e, "--batch-size", "10", "-q"
+        )
+        for e in ("local", "ray")
+    ]
+    assert [r.exit_code for r in results] == [EXIT_IO, EXIT_IO]
+    assert results[0].output == results[1].output
+    assert f"{data}: not a valid gzip file" in results[1].output
+
+
+class _Crashing(BatchTransform):
+    """A transform that crashes (not a bad record: a bug) on answers that say "boom"."""
+
+    def __init__(self) -> None:
+        pass
+
+    def _transform(self, records):
+        if any(r.data and r.data.get("answer") == "boom" for r in records):
+            raise ZeroDivisionError("division by zero")
+        return untransformed(records)
+
+
+def test_a_failed_task_names_the_record_not_ray(ray_local, tmp_path):
+    from sftprep.ray_engine import RayEngine
+
+    data = tmp_path / "d.jsonl"
+    answers = ["a", "b", "boom", "c", "d"]
+    data.write_text("".join(json.dumps({"question": "q", "answer": a}) + "\n" for a in answers))
+    config = BuildConfig(inputs=(str(data),), output="", batch_size=4, engine="ray")
+    engine = RayEngine(config, log=lambda m: None, advance=lambda n: None)
+    with pytest.raises(TransformError) as caught:
+        list(engine.results(_Crashing(), 0))
+    message = str(caught.value)
+    assert message == f"{data}:3: the transform failed on this record: ZeroDivisionError: division by zero"
+    assert type(caught.value) is TransformError  # not Ray's wrapper, whose str() is a traceback
+
+
+def test_ray_reads_and_writes_s3(ray_local, tmp_path, s3, data_path, tokenizer_path):
+    url = s3.put("in/nq.jsonl", Path(data_path("qa", "NQ-open.dev.jsonl")).read_bytes())
+    config = BuildConfig(inputs=(url,), output="", template="qa", fields={"answer": "answer.0"},
+                         tokenizer=tokenizer_path("gpt2"), batch_size=500, shard_size=300_000)  # fmt: skip
+    run_build(replace(config, output=str(tmp_path / "local")))
+    run_build(replace(config, output=s3.url("out"), engine="ray"))
+    assert storage.is_complete(s3.url("out"))
+    assert_same_build(tmp_path / "local", storage.fetch_build(s3.url("out"), tmp_path / "fetched"))
+
+
+def test_without_ray_the_message_says_how_to_install(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray gives
+    result = _cli("build", "sample_data/qa.jsonl", "-t", "qa", "-o", str(tmp_path / "o"), "--engine", "ray")
+    assert result.exit_code == EXIT_USAGE
+    assert "--engine ray needs Ray, which is not installed: pip install 'sftprep[ray]'" in result.output
+    assert not (tmp_path / "o").exists()
