@@ -232,17 +232,17 @@ def _rejects(slices: Sequence[_Slice], positions: dict[str, int]) -> Iterator[st
 
 
 def _sum_counts(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The slices' counts added up: numbers summed, per-reason dicts summed per key."""
     total: dict[str, Any] = {}
-    skipped: dict[str, int] = {}
     for manifest in manifests:
         for key, value in manifest["counts"].items():
-            if key == "skipped":
-                for reason, n in value.items():
-                    skipped[reason] = skipped.get(reason, 0) + n
-            else:
+            if isinstance(value, dict):
+                into = total.setdefault(key, {})
+                for name, n in value.items():
+                    into[name] = into.get(name, 0) + n
+            elif isinstance(value, int | float):
                 total[key] = total.get(key, 0) + value
-    total["skipped"] = dict(sorted(skipped.items()))
-    return total
+    return {k: dict(sorted(v.items())) if isinstance(v, dict) else v for k, v in total.items()}
 
 
 def merge_builds(

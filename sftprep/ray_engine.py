@@ -119,7 +119,8 @@ class RayEngine:
             "log_to_driver": False,  # task errors come back as one line, not as the workers' logs
             "logging_level": logging.ERROR,
         }
-        address = self.config.ray_address
+        # Like `ray.init()`, a RAY_ADDRESS in the environment names the cluster to join.
+        address = self.config.ray_address or os.environ.get("RAY_ADDRESS")
         if address:
             # Ship this sftprep to the cluster, so the workers run the driver's code.
             package = os.path.dirname(os.path.abspath(__file__))

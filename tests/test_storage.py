@@ -179,3 +179,12 @@ def test_inspect_and_merge_on_s3(tmp_path, s3):
     result = _run("inspect", s3.url("merged"), "--limit", "1", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[0])["source_line"] == 1
+
+
+def test_file_urls_are_local_paths(tmp_path):
+    url = f"file://{SAMPLE.resolve()}"
+    result = run_build(BuildConfig(inputs=(url,), output=f"file://{tmp_path / 'out'}", template="qa"))
+    assert result.output == tmp_path / "out"  # staged locally and renamed into place, as a path
+    assert manifest(tmp_path / "out")["inputs"][0]["name"] == url
+    assert load_from_disk(str(tmp_path / "out"))["source_file"][0] == url
+    assert storage.is_complete(f"file://{tmp_path / 'out'}")
