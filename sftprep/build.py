@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from sftprep import __version__
+from sftprep.chat import TRAIN_ON, ChatEncoder, ChatTemplate, load_chat_template, shipped_chat_templates
+from sftprep.chat_formats import detect_format
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
 from sftprep.errors import ConfigError, DataError, OutputError, RecordError
-from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, exploded_batches, schema_for, sequence_batch
+from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, schema_for
 from sftprep.packing import (
     DEFAULT_BUFFER_EXAMPLES,
     Packer,
@@ -37,8 +38,16 @@ from sftprep.packing import (
 )
 from sftprep.parallel import run_transform
 from sftprep.readers import InputFile, Record, expand_inputs
-from sftprep.templates import Renderer, Template, bind_template, detect_template, load_template
+from sftprep.templates import (
+    Renderer,
+    Template,
+    bind_template,
+    detect_template,
+    load_template,
+    shipped_templates,
+)
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+from sftprep.transform import BatchResult, BatchTransform, ChatTransform, Counts, PairTransform
 from sftprep.writer import ShardWriter, StagedOutput, check_output, with_metadata, write_json
 
 MANIFEST = "manifest.json"
@@ -76,6 +85,9 @@ class BuildConfig:
     pad_to: str | None = None
     pad_to_multiple_of: int | None = None
     exploded_budget: int = 10 * 2**30
+    chat_template: str | None = None
+    train_on: str = "assistant"
+    roles: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -99,6 +111,8 @@ class BuildConfig:
                 parse_max_errors(self.max_errors)
             except ValueError as exc:
                 problems.append(str(exc))
+        if self.train_on not in TRAIN_ON:
+            problems.append(f"--train-on must be one of {', '.join(TRAIN_ON)}")
         if self.workers < 1:
             problems.append("--workers must be at least 1")
         if not self.inputs:
@@ -126,92 +140,6 @@ def parse_max_errors(text: str) -> tuple[int | None, float | None]:
         return int(text), None
     except ValueError:
         raise ValueError(f"--max-errors must be a count (10) or a rate (0.5%), got '{text}'") from None
-
-
-@dataclass
-class Counts:
-    """What a build did, as the manifest and summary report it."""
-
-    records_read: int = 0
-    examples_written: int = 0
-    rows_written: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dropped_too_long: int = 0
-    truncated: int = 0
-    boundary_adjusted: int = 0
-    eos_in_text: int = 0
-    double_bos_removed: int = 0
-    tokens: int = 0
-    trained_tokens: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["skipped"] = dict(sorted(self.skipped.items()))
-        data["skipped_total"] = sum(self.skipped.values())
-        return data
-
-
-@dataclass
-class BatchResult:
-    batches: list[pa.RecordBatch]
-    rejects: list[tuple[Record, RecordError]]
-    counts: Counts
-
-
-class BatchTransform:
-    """One batch of records -> Arrow rows + rejected records. Stateless between batches."""
-
-    def __init__(self, renderer: Renderer, encoder: Encoder, mode: str, labels: str, schema: pa.Schema):
-        self.renderer = renderer
-        self.encoder = encoder
-        self.mode = mode
-        self.labels = labels
-        self.schema = schema
-
-    def __call__(self, records: list[Record]) -> BatchResult:
-        counts = Counts(records_read=len(records))
-        errors: dict[int, RecordError] = {}
-        prompts: list[str] = []
-        targets: list[str] = []
-        good: list[int] = []
-        for i, record in enumerate(records):
-            if record.error is not None:
-                errors[i] = record.error
-                continue
-            try:
-                prompt, target = self.renderer.render(record.data, record.where)
-            except RecordError as exc:
-                errors[i] = exc
-                continue
-            prompts.append(prompt)
-            targets.append(target)
-            good.append(i)
-        enc = self.encoder.encode(prompts, targets)
-        for j, reason, message in enc.rejected:
-            i = good[j]
-            errors[i] = RecordError(records[i].where, reason, message)
-        counts.dropped_too_long = len(enc.dropped)
-        for key, value in enc.counts.items():
-            setattr(counts, key, value)
-        kept = [records[good[j]] for j in enc.index.tolist()]
-        sources = [r.source for r in kept]
-        lines = np.fromiter((r.number for r in kept), dtype=np.int64, count=len(kept))
-        if self.mode == "exploded":
-            out = list(exploded_batches(enc, sources, lines, self.schema))
-        else:
-            out = [sequence_batch(enc, sources, lines, self.labels, self.schema)]
-        counts.examples_written = len(enc)
-        counts.rows_written = sum(b.num_rows for b in out)
-        counts.tokens = int(enc.offsets[-1])
-        counts.trained_tokens = _trained(out, self.mode, self.labels)
-        rejects = [(records[i], errors[i]) for i in sorted(errors)]
-        return BatchResult(out, rejects, counts)
-
-
-def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
-    if mode == "exploded":
-        return sum(b.num_rows for b in batches)
-    return sum(int(pa.compute.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
 
 
 def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -326,7 +254,9 @@ def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
         "bos_id": info.bos_id,
         "bos_policy": "as the tokenizer's post-processor adds it (ids before the prompt: "
         f"{info.head_ids}); a duplicate BOS from the text is removed",
-        "trained": "target tokens and EOS; never the prompt",
+        "trained": "pairs: the target tokens and EOS, never the prompt; chat: the assistant turns "
+        "(content and end-of-turn marker, never their header) chosen by train_on",
+        "train_on": config.train_on,
         "packed": config.pack,
         "padded": config.pad_to is not None or config.pad_to_multiple_of is not None,
     }
@@ -338,6 +268,25 @@ def _human(n: float) -> str:
             return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def _templates(config: BuildConfig) -> tuple[Template | None, str | None]:
+    """The pair template given with --template, or the chat template spec, or neither (detect)."""
+    if config.chat_template is not None:
+        return None, config.chat_template
+    spec = config.template
+    if spec is None:
+        return None, None
+    if spec not in shipped_templates() and (
+        spec in shipped_chat_templates() or spec.endswith((".jinja", ".j2"))
+    ):
+        return None, spec
+    return load_template(spec), None
+
+
+def _looks_like_chat(first: Record, config: BuildConfig) -> bool:
+    """A list of messages, or an alpaca record with a conversation history."""
+    return detect_format(first.data, config.fields) in ("messages", "sharegpt") or "history" in first.data
 
 
 def default_workers() -> int:
@@ -372,12 +321,13 @@ def run_build(
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
         progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
-    template = load_template(config.template) if config.template else None
+    template, chat_spec = _templates(config)
     if total_bytes is not None:
         total_bytes(inputs.total_bytes())
     with StagedOutput(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
         stream = _Stream(config, info, template, staged.path, rejects, progress)
+        stream.chat_spec = chat_spec
         stream.inputs_size = inputs.total_bytes()
         try:
             stream.run(inputs.records())
@@ -400,7 +350,7 @@ class _Stream:
     def __init__(self, config, info, template, directory, rejects, progress):
         self.config = config
         self.info = info
-        self.template: Template | None = template
+        self.template: Template | ChatTemplate | None = template
         self.renderer: Renderer | None = None
         self.rejects = rejects
         self.progress = progress
@@ -421,6 +371,7 @@ class _Stream:
         self.pad_id = pad_id_for(info)
         self.counts = Counts()
         self.inputs_size: int | None = None
+        self.chat_spec: str | None = None
 
     def run(self, records: Iterable[Record]) -> None:
         batches = _batched(records, self.config.batch_size)
@@ -474,25 +425,51 @@ class _Stream:
         )
 
     def _bind(self, first: Record) -> BatchTransform:
+        """Choose the template from the first good record and build the transform."""
+        config = self.config
+        options = EncodeOptions(config.max_length, config.truncation, config.verify_prompts)
+        if self.chat_spec is not None or (self.template is None and _looks_like_chat(first, config)):
+            chat = load_chat_template(self.chat_spec, self.info)
+            self.template = chat
+            how = (
+                "the tokenizer's own"
+                if chat.name == "tokenizer"
+                else "shipped"
+                if self.chat_spec
+                else "chosen"
+            )
+            self.progress.log(
+                f"chat data ({first.where}): chat template '{chat.name}' ({how}), train on {config.train_on}"
+            )
+            if chat.reads_clock:
+                self.progress.log("warning: the chat template reads the clock: rows depend on the build date")
+            self._add_markers(chat.markers)
+            encoder = ChatEncoder(self.info, chat, options, train_on=config.train_on)
+            return ChatTransform(encoder, dict(config.fields), dict(config.roles), config.mode, config.labels,
+                                 self.row_schema)  # fmt: skip
         if self.template is None:
             self.template = detect_template(first.data, first.where)
             fields = ", ".join(first.data)
             self.progress.log(
                 f"template '{self.template.name}' chosen from the fields of {first.where} ({fields})"
             )
-        self.renderer = bind_template(self.template, self.config.fields, self.config.variables, first.data)
-        if self.config.markers == "special" and self.template.markers:
-            self.info.add_special_tokens(list(self.template.markers))
-        options = EncodeOptions(self.config.max_length, self.config.truncation, self.config.verify_prompts)
-        encoder = Encoder(self.info, options)
-        return BatchTransform(self.renderer, encoder, self.config.mode, self.config.labels, self.row_schema)
+        assert isinstance(self.template, Template)
+        self.renderer = bind_template(self.template, config.fields, config.variables, first.data)
+        self._add_markers(self.template.markers)
+        return PairTransform(
+            self.renderer, Encoder(self.info, options), config.mode, config.labels, self.row_schema
+        )
+
+    def _add_markers(self, markers: tuple[str, ...]) -> None:
+        if self.config.markers == "special" and markers:
+            self.info.add_special_tokens(list(markers))
 
     def _take(self, result: BatchResult) -> None:
         for record, error in result.rejects:
             self.rejects.handle(record, error)
         for out in result.batches:
             self._write(self.packer.add_rows(out) if self.packer is not None else [out])
-        _add(self.counts, result.counts)
+        self.counts.add(result.counts)
 
     def _write(self, batches: list[pa.RecordBatch]) -> None:
         for batch in batches:
@@ -503,18 +480,16 @@ class _Stream:
             self.writer.write(batch)
 
 
-def _add(total: Counts, part: Counts) -> None:
-    for key, value in asdict(part).items():
-        if key != "skipped":
-            setattr(total, key, getattr(total, key) + value)
-
-
 def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
     shards = stream.writer.finish(fingerprint_extra=json.dumps(config.recorded(), sort_keys=True))
     template, renderer = stream.template, stream.renderer
-    template_info = None
-    if template is not None:
+    template_info: dict[str, Any] | None = None
+    if isinstance(template, ChatTemplate):
+        template_info = {"kind": "chat", "name": template.name, "sha256": template.sha256,
+                         "train_on": config.train_on, "reads_clock": template.reads_clock}  # fmt: skip
+    elif template is not None:
         template_info = {
+            "kind": "pair",
             "name": template.name,
             "sha256": hashlib.sha256(template.source_text.encode()).hexdigest(),
             "prompt": template.prompt,

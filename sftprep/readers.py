@@ -337,7 +337,9 @@ class InputFile:
         if self.name == "-":
             # The unbuffered stdin: a read returns what the pipe has, so records flow
             # as they arrive instead of waiting for a full buffer.
-            return stdin if stdin is not None else sys.stdin.buffer.raw
+            if stdin is not None:
+                return stdin
+            return getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
         try:
             self._file = open(self.name, "rb", buffering=0)  # noqa: SIM115 - closed in close()
         except FileNotFoundError:
