@@ -270,7 +270,67 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _templates(config: BuildConfig) -> tuple[Template | None, str | None]:
+@dataclass
+class Bound:
+    """What :func:`bind_transform` decided: the transform and the template behind it."""
+
+    transform: BatchTransform
+    template: Template | ChatTemplate
+    renderer: Renderer | None = None
+
+
+def bind_transform(
+    config: BuildConfig,
+    info: TokenizerInfo,
+    first: Record,
+    schema: pa.Schema | None = None,
+    template: Template | ChatTemplate | None = None,
+    chat_spec: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Bound:
+    """Choose the template for the data whose first good record is ``first``; build the transform.
+
+    The build and ``sftprep inspect --preview`` both come through here, so a
+    preview shows exactly the rows a build would write.
+
+    Args:
+        config: the build options.
+        info: the tokenizer (markers may be added to it).
+        first: the first record that parsed.
+        schema: the unpacked row schema (default: from the config's mode and labels).
+        template / chat_spec: what ``--template`` / ``--chat-template`` chose (see
+            :func:`resolve_templates`); both None means: detect from ``first``.
+        log: called with a line saying what was chosen.
+    """
+    log = log or (lambda message: None)
+    schema = schema if schema is not None else schema_for(config.mode, config.labels)
+    options = EncodeOptions(config.max_length, config.truncation, config.verify_prompts)
+    add_markers = config.markers == "special"
+    if chat_spec is not None or (template is None and _looks_like_chat(first, config)):
+        chat = load_chat_template(chat_spec, info)
+        how = "the tokenizer's own" if chat.name == "tokenizer" else "as chosen"
+        log(f"chat data ({first.where}): chat template '{chat.name}' ({how}), train on {config.train_on}")
+        if chat.reads_clock:
+            log("warning: the chat template reads the clock: rows depend on the build date")
+        if add_markers and chat.markers:
+            info.add_special_tokens(list(chat.markers))
+        encoder = ChatEncoder(info, chat, options, train_on=config.train_on)
+        transform = ChatTransform(
+            encoder, dict(config.fields), dict(config.roles), config.mode, config.labels, schema
+        )
+        return Bound(transform, chat)
+    if template is None:
+        template = detect_template(first.data, first.where)
+        log(f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.data)})")
+    assert isinstance(template, Template)
+    renderer = bind_template(template, config.fields, config.variables, first.data)
+    if add_markers and template.markers:
+        info.add_special_tokens(list(template.markers))
+    transform = PairTransform(renderer, Encoder(info, options), config.mode, config.labels, schema)
+    return Bound(transform, template, renderer)
+
+
+def resolve_templates(config: BuildConfig) -> tuple[Template | None, str | None]:
     """The pair template given with --template, or the chat template spec, or neither (detect)."""
     if config.chat_template is not None:
         return None, config.chat_template
@@ -321,7 +381,7 @@ def run_build(
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
         progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
-    template, chat_spec = _templates(config)
+    template, chat_spec = resolve_templates(config)
     if total_bytes is not None:
         total_bytes(inputs.total_bytes())
     with StagedOutput(config.output, overwrite=config.overwrite) as staged:
@@ -425,44 +485,10 @@ class _Stream:
         )
 
     def _bind(self, first: Record) -> BatchTransform:
-        """Choose the template from the first good record and build the transform."""
-        config = self.config
-        options = EncodeOptions(config.max_length, config.truncation, config.verify_prompts)
-        if self.chat_spec is not None or (self.template is None and _looks_like_chat(first, config)):
-            chat = load_chat_template(self.chat_spec, self.info)
-            self.template = chat
-            how = (
-                "the tokenizer's own"
-                if chat.name == "tokenizer"
-                else "shipped"
-                if self.chat_spec
-                else "chosen"
-            )
-            self.progress.log(
-                f"chat data ({first.where}): chat template '{chat.name}' ({how}), train on {config.train_on}"
-            )
-            if chat.reads_clock:
-                self.progress.log("warning: the chat template reads the clock: rows depend on the build date")
-            self._add_markers(chat.markers)
-            encoder = ChatEncoder(self.info, chat, options, train_on=config.train_on)
-            return ChatTransform(encoder, dict(config.fields), dict(config.roles), config.mode, config.labels,
-                                 self.row_schema)  # fmt: skip
-        if self.template is None:
-            self.template = detect_template(first.data, first.where)
-            fields = ", ".join(first.data)
-            self.progress.log(
-                f"template '{self.template.name}' chosen from the fields of {first.where} ({fields})"
-            )
-        assert isinstance(self.template, Template)
-        self.renderer = bind_template(self.template, config.fields, config.variables, first.data)
-        self._add_markers(self.template.markers)
-        return PairTransform(
-            self.renderer, Encoder(self.info, options), config.mode, config.labels, self.row_schema
-        )
-
-    def _add_markers(self, markers: tuple[str, ...]) -> None:
-        if self.config.markers == "special" and markers:
-            self.info.add_special_tokens(list(markers))
+        bound = bind_transform(self.config, self.info, first, self.row_schema, self.template, self.chat_spec,
+                               self.progress.log)  # fmt: skip
+        self.template, self.renderer = bound.template, bound.renderer
+        return bound.transform
 
     def _take(self, result: BatchResult) -> None:
         for record, error in result.rejects:

@@ -40,18 +40,11 @@ from rich.cells import cell_len
 from rich.text import Text
 from tokenizers import Tokenizer
 
-from sftprep.build import MANIFEST, BuildConfig
-from sftprep.encode import EncodeOptions, Encoder
+from sftprep.build import MANIFEST, BuildConfig, bind_transform, resolve_templates
 from sftprep.errors import ConfigError, DataError, InputError, SftprepError
-from sftprep.labels import IGNORE_INDEX, META_FIELDS, schema_for
+from sftprep.labels import IGNORE_INDEX, META_FIELDS
 from sftprep.readers import InputFile, Record, expand_inputs
-from sftprep.templates import bind_template, detect_template, load_template
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
-
-try:  # the pair transform moves to sftprep.transform with chat support (issue 6)
-    from sftprep.transform import PairTransform
-except ImportError:  # until then it is build.BatchTransform, with the same arguments
-    from sftprep.build import BatchTransform as PairTransform  # type: ignore[assignment,no-redef]
 
 WHERE = ("truncated", "boundary-adjusted", "max-length", "no-eos")
 VIEWS = ("text", "tokens", "stats")
@@ -211,16 +204,9 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
         raise DataError(
             f"none of the first {len(batch)} records of {', '.join(config.inputs)} can be read{detail}"
         )
-    # The same binding steps as build._stream, on the first good record.
-    data = first.data or {}
-    template = load_template(config.template) if config.template else detect_template(data, first.where)
-    renderer = bind_template(template, config.fields, config.variables, data)
-    if config.markers == "special" and template.markers:
-        info.add_special_tokens(list(template.markers))
-    encoder = Encoder(info, EncodeOptions(config.max_length, config.truncation, config.verify_prompts))
-    transform = PairTransform(
-        renderer, encoder, config.mode, config.labels, schema_for(config.mode, config.labels)
-    )
+    template, chat_spec = resolve_templates(config)
+    bound = bind_transform(config, info, first, template=template, chat_spec=chat_spec)
+    template, transform = bound.template, bound.transform
     result = transform(batch)
     convention = {
         "mode": config.mode,
