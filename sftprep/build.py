@@ -1,10 +1,11 @@
 """The build: read -> render -> tokenize -> label -> write, streaming in batches.
 
 :func:`run_build` is the one entry point (the CLI's ``build`` command is a thin
-shell over it). Records flow through in batches of ``batch_size``;
-:class:`BatchTransform` turns one batch of records into Arrow rows and a list
-of rejected records, and holds no state between batches, so the same
-transform can run in worker processes.
+shell over it). Records flow through in batches of ``batch_size``; a
+``transform.BatchTransform`` turns one batch of records into Arrow rows and a
+list of rejected records, and holds no state between batches, so the same
+transform can run in worker processes (``parallel.py``). Packing, padding and
+writing happen here, in order, in this process.
 """
 
 from __future__ import annotations
@@ -15,23 +16,20 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from sftprep import __version__
-from sftprep.chat import TRAIN_ON, ChatEncoder, ChatTemplate, load_chat_template, shipped_chat_templates
-from sftprep.chat_formats import detect_format
-from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
+from sftprep.chat import ChatTemplate
+from sftprep.config import BuildConfig, default_workers, parse_max_errors
 from sftprep.errors import ConfigError, DataError, OutputError, RecordError
-from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, schema_for
+from sftprep.labels import IGNORE_INDEX, schema_for
 from sftprep.packing import (
-    DEFAULT_BUFFER_EXAMPLES,
     Packer,
     packed_schema_for,
-    packing_problems,
     pad_batch,
     pad_id_for,
     padded_schema,
@@ -41,105 +39,16 @@ from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.templates import (
     Renderer,
     Template,
-    bind_template,
-    detect_template,
-    load_template,
-    shipped_templates,
 )
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
-from sftprep.transform import BatchResult, BatchTransform, ChatTransform, Counts, PairTransform
+from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
 from sftprep.writer import ShardWriter, StagedOutput, check_output, with_metadata, write_json
+
+__all__ = ["MANIFEST", "REJECTS", "BuildConfig", "BuildResult", "default_workers", "run_build"]
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"
 MANIFEST_FORMAT = "sftprep-manifest/1"
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Everything that decides a build's output. See ``sftprep build --help``."""
-
-    inputs: tuple[str, ...]
-    output: str
-    template: str | None = None
-    tokenizer: str | None = None
-    mode: str = "sequence"
-    labels: str = "shifted"
-    max_length: int | None = None
-    truncation: str = TRUNCATE_PROMPT
-    fields: dict[str, str] = field(default_factory=dict)
-    variables: dict[str, str] = field(default_factory=dict)
-    markers: str = "text"
-    eos: str | None = None
-    shard_size: int = 256 * 2**20
-    batch_size: int = 1024
-    on_error: str = "fail"
-    max_errors: str | None = None
-    overwrite: bool = False
-    verify_prompts: bool = False
-    input_format: str | None = None
-    max_record_bytes: int = 16 * 2**20
-    workers: int = 1
-    pack: bool = False
-    pack_buffer: int = DEFAULT_BUFFER_EXAMPLES
-    pad_to: str | None = None
-    pad_to_multiple_of: int | None = None
-    exploded_budget: int = 10 * 2**30
-    chat_template: str | None = None
-    train_on: str = "assistant"
-    roles: dict[str, str] = field(default_factory=dict)
-
-    def check(self) -> None:
-        """Collect every problem with the options and report them at once."""
-        problems = []
-        if self.mode not in MODES:
-            problems.append(f"--mode must be one of {', '.join(MODES)}")
-        if self.labels not in LABEL_STYLES:
-            problems.append(f"--labels must be one of {', '.join(LABEL_STYLES)}")
-        if self.truncation not in TRUNCATION_POLICIES:
-            problems.append(f"--truncation must be one of {', '.join(TRUNCATION_POLICIES)}")
-        if self.max_length is not None and self.max_length < 2:
-            problems.append("--max-length must be at least 2")
-        if self.on_error not in ("fail", "skip"):
-            problems.append("--on-error must be fail or skip")
-        if self.markers not in ("text", "special"):
-            problems.append("--markers must be text or special")
-        if self.batch_size < 1 or self.shard_size < 1:
-            problems.append("--batch-size and --shard-size must be positive")
-        if self.max_errors is not None:
-            try:
-                parse_max_errors(self.max_errors)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if self.train_on not in TRAIN_ON:
-            problems.append(f"--train-on must be one of {', '.join(TRAIN_ON)}")
-        if self.workers < 1:
-            problems.append("--workers must be at least 1")
-        if not self.inputs:
-            problems.append("no input given")
-        problems += packing_problems(
-            self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
-        )
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    def recorded(self) -> dict[str, Any]:
-        """The configuration as the manifest records it (no output path)."""
-        data = asdict(self)
-        for key in ("output", "overwrite", "workers", "exploded_budget"):  # none of these change the rows
-            data.pop(key)
-        data["inputs"] = list(self.inputs)
-        return data
-
-
-def parse_max_errors(text: str) -> tuple[int | None, float | None]:
-    """``"10"`` -> (10, None); ``"1.5%"`` -> (None, 0.015)."""
-    try:
-        if text.endswith("%"):
-            return None, float(text[:-1]) / 100
-        return int(text), None
-    except ValueError:
-        raise ValueError(f"--max-errors must be a count (10) or a rate (0.5%), got '{text}'") from None
 
 
 def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -270,93 +179,6 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-@dataclass
-class Bound:
-    """What :func:`bind_transform` decided: the transform and the template behind it."""
-
-    transform: BatchTransform
-    template: Template | ChatTemplate
-    renderer: Renderer | None = None
-
-
-def bind_transform(
-    config: BuildConfig,
-    info: TokenizerInfo,
-    first: Record,
-    schema: pa.Schema | None = None,
-    template: Template | ChatTemplate | None = None,
-    chat_spec: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Bound:
-    """Choose the template for the data whose first good record is ``first``; build the transform.
-
-    The build and ``sftprep inspect --preview`` both come through here, so a
-    preview shows exactly the rows a build would write.
-
-    Args:
-        config: the build options.
-        info: the tokenizer (markers may be added to it).
-        first: the first record that parsed.
-        schema: the unpacked row schema (default: from the config's mode and labels).
-        template / chat_spec: what ``--template`` / ``--chat-template`` chose (see
-            :func:`resolve_templates`); both None means: detect from ``first``.
-        log: called with a line saying what was chosen.
-    """
-    log = log or (lambda message: None)
-    schema = schema if schema is not None else schema_for(config.mode, config.labels)
-    options = EncodeOptions(config.max_length, config.truncation, config.verify_prompts)
-    add_markers = config.markers == "special"
-    if chat_spec is not None or (template is None and _looks_like_chat(first, config)):
-        chat = load_chat_template(chat_spec, info)
-        how = "the tokenizer's own" if chat.name == "tokenizer" else "as chosen"
-        log(f"chat data ({first.where}): chat template '{chat.name}' ({how}), train on {config.train_on}")
-        if chat.reads_clock:
-            log("warning: the chat template reads the clock: rows depend on the build date")
-        if add_markers and chat.markers:
-            info.add_special_tokens(list(chat.markers))
-        encoder = ChatEncoder(info, chat, options, train_on=config.train_on)
-        transform = ChatTransform(
-            encoder, dict(config.fields), dict(config.roles), config.mode, config.labels, schema
-        )
-        return Bound(transform, chat)
-    if template is None:
-        template = detect_template(first.data, first.where)
-        log(f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.data)})")
-    assert isinstance(template, Template)
-    renderer = bind_template(template, config.fields, config.variables, first.data)
-    if add_markers and template.markers:
-        info.add_special_tokens(list(template.markers))
-    transform = PairTransform(renderer, Encoder(info, options), config.mode, config.labels, schema)
-    return Bound(transform, template, renderer)
-
-
-def resolve_templates(config: BuildConfig) -> tuple[Template | None, str | None]:
-    """The pair template given with --template, or the chat template spec, or neither (detect)."""
-    if config.chat_template is not None:
-        return None, config.chat_template
-    spec = config.template
-    if spec is None:
-        return None, None
-    if spec not in shipped_templates() and (
-        spec in shipped_chat_templates() or spec.endswith((".jinja", ".j2"))
-    ):
-        return None, spec
-    return load_template(spec), None
-
-
-def _looks_like_chat(first: Record, config: BuildConfig) -> bool:
-    """A list of messages, or an alpaca record with a conversation history."""
-    return detect_format(first.data, config.fields) in ("messages", "sharegpt") or "history" in first.data
-
-
-def default_workers() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def run_build(
     config: BuildConfig,
     log: Callable[[str], None] | None = None,
@@ -386,8 +208,7 @@ def run_build(
         total_bytes(inputs.total_bytes())
     with StagedOutput(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
-        stream = _Stream(config, info, template, staged.path, rejects, progress)
-        stream.chat_spec = chat_spec
+        stream = _Stream(config, info, (template, chat_spec), staged.path, rejects, progress)
         stream.inputs_size = inputs.total_bytes()
         try:
             stream.run(inputs.records())
@@ -407,10 +228,12 @@ def run_build(
 class _Stream:
     """The streaming loop: batches of records -> transform (maybe in workers) -> shards."""
 
-    def __init__(self, config, info, template, directory, rejects, progress):
+    def __init__(self, config, info, templates, directory, rejects, progress):
         self.config = config
         self.info = info
-        self.template: Template | ChatTemplate | None = template
+        # What --template / --chat-template chose; both None: detect from the first record.
+        self.template: Template | ChatTemplate | None = templates[0]
+        self.chat_spec: str | None = templates[1]
         self.renderer: Renderer | None = None
         self.rejects = rejects
         self.progress = progress
@@ -430,8 +253,7 @@ class _Stream:
         )
         self.pad_id = pad_id_for(info)
         self.counts = Counts()
-        self.inputs_size: int | None = None
-        self.chat_spec: str | None = None
+        self.inputs_size: int | None = None  # for the exploded-mode estimate
 
     def run(self, records: Iterable[Record]) -> None:
         batches = _batched(records, self.config.batch_size)

@@ -8,19 +8,31 @@ or in worker processes (``parallel.py``) and get the same rows.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from sftprep.chat import ChatEncoder
-from sftprep.chat_formats import Conversation, to_messages
-from sftprep.encode import EncodedBatch, Encoder
+from sftprep.chat import ChatEncoder, ChatTemplate, load_chat_template, shipped_chat_templates
+from sftprep.chat_formats import Conversation, detect_format, to_messages
+from sftprep.encode import EncodedBatch, EncodeOptions, Encoder
 from sftprep.errors import RecordError
-from sftprep.labels import exploded_batches, sequence_batch
+from sftprep.labels import exploded_batches, schema_for, sequence_batch
 from sftprep.readers import Record
-from sftprep.templates import Renderer
+from sftprep.templates import (
+    Renderer,
+    Template,
+    bind_template,
+    detect_template,
+    load_template,
+    shipped_templates,
+)
+from sftprep.tokenizer import TokenizerInfo
+
+if TYPE_CHECKING:
+    from sftprep.config import BuildConfig
 
 
 @dataclass
@@ -152,3 +164,82 @@ def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
     if mode == "exploded":
         return sum(b.num_rows for b in batches)
     return sum(int(pa.compute.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
+
+
+@dataclass
+class Bound:
+    """What :func:`bind_transform` decided: the transform and the template behind it."""
+
+    transform: BatchTransform
+    template: Template | ChatTemplate
+    renderer: Renderer | None = None
+
+
+def bind_transform(
+    config: BuildConfig,
+    info: TokenizerInfo,
+    first: Record,
+    schema: pa.Schema | None = None,
+    template: Template | ChatTemplate | None = None,
+    chat_spec: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Bound:
+    """Choose the template for the data whose first good record is ``first``; build the transform.
+
+    The build and ``sftprep inspect --preview`` both come through here, so a
+    preview shows exactly the rows a build would write.
+
+    Args:
+        config: the build options.
+        info: the tokenizer (markers may be added to it).
+        first: the first record that parsed.
+        schema: the unpacked row schema (default: from the config's mode and labels).
+        template / chat_spec: what ``--template`` / ``--chat-template`` chose (see
+            :func:`resolve_templates`); both None means: detect from ``first``.
+        log: called with a line saying what was chosen.
+    """
+    log = log or (lambda message: None)
+    schema = schema if schema is not None else schema_for(config.mode, config.labels)
+    options = EncodeOptions(config.max_length, config.truncation, config.verify_prompts)
+    add_markers = config.markers == "special"
+    if chat_spec is not None or (template is None and _looks_like_chat(first, config)):
+        chat = load_chat_template(chat_spec, info)
+        how = "the tokenizer's own" if chat.name == "tokenizer" else "as chosen"
+        log(f"chat data ({first.where}): chat template '{chat.name}' ({how}), train on {config.train_on}")
+        if chat.reads_clock:
+            log("warning: the chat template reads the clock: rows depend on the build date")
+        if add_markers and chat.markers:
+            info.add_special_tokens(list(chat.markers))
+        encoder = ChatEncoder(info, chat, options, train_on=config.train_on)
+        transform = ChatTransform(
+            encoder, dict(config.fields), dict(config.roles), config.mode, config.labels, schema
+        )
+        return Bound(transform, chat)
+    if template is None:
+        template = detect_template(first.data, first.where)
+        log(f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.data)})")
+    assert isinstance(template, Template)
+    renderer = bind_template(template, config.fields, config.variables, first.data)
+    if add_markers and template.markers:
+        info.add_special_tokens(list(template.markers))
+    transform = PairTransform(renderer, Encoder(info, options), config.mode, config.labels, schema)
+    return Bound(transform, template, renderer)
+
+
+def resolve_templates(config: BuildConfig) -> tuple[Template | None, str | None]:
+    """The pair template given with --template, or the chat template spec, or neither (detect)."""
+    if config.chat_template is not None:
+        return None, config.chat_template
+    spec = config.template
+    if spec is None:
+        return None, None
+    if spec not in shipped_templates() and (
+        spec in shipped_chat_templates() or spec.endswith((".jinja", ".j2"))
+    ):
+        return None, spec
+    return load_template(spec), None
+
+
+def _looks_like_chat(first: Record, config: BuildConfig) -> bool:
+    """A list of messages, or an alpaca record with a conversation history."""
+    return detect_format(first.data, config.fields) in ("messages", "sharegpt") or "history" in first.data
