@@ -1,16 +1,17 @@
 """The build: read -> render -> tokenize -> label -> write, streaming in batches.
 
 :func:`run_build` is the one entry point (the CLI's ``build`` command is a thin
-shell over it). Records flow through in batches of ``batch_size``;
-:class:`BatchTransform` turns one batch of records into Arrow rows and a list
-of rejected records, and holds no state between batches, so the same
-transform can run in worker processes (``--workers``) or Ray workers
-(``--engine ray``, :mod:`sftprep.ray_engine`).
+shell over it). Records flow through in batches of ``batch_size``; a
+``transform.BatchTransform`` turns one batch of records into Arrow rows and a
+list of rejected records, and holds no state between batches, so the same
+transform can run in worker processes (``parallel.py``) or on Ray
+(``--engine ray``, ``ray_engine.py``). Packing, padding and writing happen
+here, in order, in this process.
 
 ``--num-shards N --shard-index I`` builds one slice of the records: the
 records are cut into batches of ``--batch-size`` as always, and batch ``k``
 (counting from 0 over all inputs in order) belongs to slice ``k mod N``.
-``sftprep merge`` (:mod:`sftprep.merge`) puts the slices back together.
+``sftprep merge`` (``merge.py``) puts the slices back together.
 """
 
 from __future__ import annotations
@@ -18,266 +19,43 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from sftprep import __version__, storage
+from sftprep.chat import ChatTemplate
+from sftprep.config import BuildConfig, default_workers, parse_max_errors
 from sftprep.digest import RowDigest
-from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES, EncodeOptions, Encoder
 from sftprep.errors import EXIT_INTERNAL, ConfigError, DataError, OutputError, RecordError, SftprepError
-from sftprep.labels import IGNORE_INDEX, LABEL_STYLES, MODES, exploded_batches, schema_for, sequence_batch
+from sftprep.labels import IGNORE_INDEX, schema_for
 from sftprep.packing import (
-    DEFAULT_BUFFER_EXAMPLES,
     Packer,
     packed_schema_for,
-    packing_problems,
     pad_batch,
     pad_id_for,
     padded_schema,
 )
 from sftprep.parallel import run_transform
 from sftprep.readers import InputFile, Record, expand_inputs
-from sftprep.templates import Renderer, Template, bind_template, detect_template, load_template
+from sftprep.templates import (
+    Renderer,
+    Template,
+)
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
 from sftprep.writer import ShardWriter, with_metadata, write_json
+
+__all__ = ["MANIFEST", "REJECTS", "BuildConfig", "BuildResult", "default_workers", "run_build"]
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"
 MANIFEST_FORMAT = "sftprep-manifest/1"
-ENGINES = ("local", "ray")
 SLICE_RULE = "batch k of --batch-size records (from 0, over all inputs in order) is in slice k mod num_shards"
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Everything that decides a build's output. See ``sftprep build --help``."""
-
-    inputs: tuple[str, ...]
-    output: str
-    template: str | None = None
-    tokenizer: str | None = None
-    mode: str = "sequence"
-    labels: str = "shifted"
-    max_length: int | None = None
-    truncation: str = TRUNCATE_PROMPT
-    fields: dict[str, str] = field(default_factory=dict)
-    variables: dict[str, str] = field(default_factory=dict)
-    markers: str = "text"
-    eos: str | None = None
-    shard_size: int = 256 * 2**20
-    batch_size: int = 1024
-    on_error: str = "fail"
-    max_errors: str | None = None
-    overwrite: bool = False
-    verify_prompts: bool = False
-    input_format: str | None = None
-    max_record_bytes: int = 16 * 2**20
-    workers: int = 1
-    pack: bool = False
-    pack_buffer: int = DEFAULT_BUFFER_EXAMPLES
-    pad_to: str | None = None
-    pad_to_multiple_of: int | None = None
-    exploded_budget: int = 10 * 2**30
-    engine: str = "local"
-    ray_address: str | None = None
-    num_shards: int = 1
-    shard_index: int = 0
-
-    def check(self) -> None:
-        """Collect every problem with the options and report them at once."""
-        problems = []
-        if self.mode not in MODES:
-            problems.append(f"--mode must be one of {', '.join(MODES)}")
-        if self.labels not in LABEL_STYLES:
-            problems.append(f"--labels must be one of {', '.join(LABEL_STYLES)}")
-        if self.truncation not in TRUNCATION_POLICIES:
-            problems.append(f"--truncation must be one of {', '.join(TRUNCATION_POLICIES)}")
-        if self.max_length is not None and self.max_length < 2:
-            problems.append("--max-length must be at least 2")
-        if self.on_error not in ("fail", "skip"):
-            problems.append("--on-error must be fail or skip")
-        if self.markers not in ("text", "special"):
-            problems.append("--markers must be text or special")
-        if self.batch_size < 1 or self.shard_size < 1:
-            problems.append("--batch-size and --shard-size must be positive")
-        if self.max_errors is not None:
-            try:
-                parse_max_errors(self.max_errors)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if self.workers < 1:
-            problems.append("--workers must be at least 1")
-        if not self.inputs:
-            problems.append("no input given")
-        problems += self._engine_problems()
-        problems += packing_problems(
-            self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
-        )
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    def _engine_problems(self) -> list[str]:
-        problems = []
-        if self.engine not in ENGINES:
-            problems.append(f"--engine must be one of {', '.join(ENGINES)}")
-        if self.ray_address and self.engine != "ray":
-            problems.append("--ray-address needs --engine ray")
-        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            problems.append(
-                f"--shard-index must be from 0 to --num-shards - 1 (got {self.shard_index} of {self.num_shards})"
-            )
-        if self.num_shards > 1 and self.pack:
-            problems.append(
-                "--pack cannot be used with --num-shards: packing needs all examples in one stream "
-                "(build the slices unpacked, or pack in one build)"
-            )
-        if self.num_shards > 1 and "-" in self.inputs:
-            problems.append("--num-shards needs named inputs, not stdin")
-        return problems
-
-    def recorded(self) -> dict[str, Any]:
-        """The configuration as the manifest records it (no output path)."""
-        data = asdict(self)
-        # None of these change the rows.
-        for key in ("output", "overwrite", "workers", "exploded_budget", "engine", "ray_address"):
-            data.pop(key)
-        data["inputs"] = list(self.inputs)
-        return data
-
-
-def parse_max_errors(text: str) -> tuple[int | None, float | None]:
-    """``"10"`` -> (10, None); ``"1.5%"`` -> (None, 0.015)."""
-    try:
-        if text.endswith("%"):
-            return None, float(text[:-1]) / 100
-        return int(text), None
-    except ValueError:
-        raise ValueError(f"--max-errors must be a count (10) or a rate (0.5%), got '{text}'") from None
-
-
-@dataclass
-class Counts:
-    """What a build did, as the manifest and summary report it."""
-
-    records_read: int = 0
-    examples_written: int = 0
-    rows_written: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dropped_too_long: int = 0
-    truncated: int = 0
-    boundary_adjusted: int = 0
-    eos_in_text: int = 0
-    double_bos_removed: int = 0
-    tokens: int = 0
-    trained_tokens: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["skipped"] = dict(sorted(self.skipped.items()))
-        data["skipped_total"] = sum(self.skipped.values())
-        return data
-
-
-@dataclass
-class BatchResult:
-    batches: list[pa.RecordBatch]
-    rejects: list[tuple[Record, RecordError]]
-    counts: Counts
-
-
-class BatchTransform:
-    """One batch of records -> Arrow rows + rejected records. Stateless between batches."""
-
-    def __init__(self, renderer: Renderer, encoder: Encoder, mode: str, labels: str, schema: pa.Schema):
-        self.renderer = renderer
-        self.encoder = encoder
-        self.mode = mode
-        self.labels = labels
-        self.schema = schema
-
-    def _transform(self, records: list[Record]) -> BatchResult:
-        counts = Counts(records_read=len(records))
-        errors: dict[int, RecordError] = {}
-        prompts: list[str] = []
-        targets: list[str] = []
-        good: list[int] = []
-        for i, record in enumerate(records):
-            if record.error is not None:
-                errors[i] = record.error
-                continue
-            try:
-                prompt, target = self.renderer.render(record.data, record.where)
-            except RecordError as exc:
-                errors[i] = exc
-                continue
-            prompts.append(prompt)
-            targets.append(target)
-            good.append(i)
-        enc = self.encoder.encode(prompts, targets)
-        for j, reason, message in enc.rejected:
-            i = good[j]
-            errors[i] = RecordError(records[i].where, reason, message)
-        counts.dropped_too_long = len(enc.dropped)
-        for key, value in enc.counts.items():
-            setattr(counts, key, value)
-        kept = [records[good[j]] for j in enc.index.tolist()]
-        sources = [r.source for r in kept]
-        lines = np.fromiter((r.number for r in kept), dtype=np.int64, count=len(kept))
-        if self.mode == "exploded":
-            out = list(exploded_batches(enc, sources, lines, self.schema))
-        else:
-            out = [sequence_batch(enc, sources, lines, self.labels, self.schema)]
-        counts.examples_written = len(enc)
-        counts.rows_written = sum(b.num_rows for b in out)
-        counts.tokens = int(enc.offsets[-1])
-        counts.trained_tokens = _trained(out, self.mode, self.labels)
-        rejects = [(records[i], errors[i]) for i in sorted(errors)]
-        return BatchResult(out, rejects, counts)
-
-    def __call__(self, records: list[Record]) -> BatchResult:
-        try:
-            return self._transform(records)
-        except SftprepError:
-            raise
-        except Exception as exc:
-            # A crash (not a bad record): name the record that causes it, not the batch,
-            # so that the message is the same from a worker process or a Ray worker.
-            raise TransformError(_culprit(self._transform, records, exc)) from None
-
-
-class TransformError(SftprepError):
-    """The transform crashed on a record (a bug, not bad data); the message names the record."""
-
-    exit_code = EXIT_INTERNAL
-
-
-def _culprit(transform: Callable[[list[Record]], BatchResult], records: list[Record], exc: Exception) -> str:
-    """``data.jsonl:17: the transform failed on this record: ValueError: ...``."""
-    for record in records:
-        try:
-            transform([record])
-        except Exception as one:
-            return f"{record.where}: the transform failed on this record: {type(one).__name__}: {one}"
-    where = f"{records[0].where} to {records[-1].where}" if records else "an empty batch"
-    return f"{where}: the transform failed on this batch: {type(exc).__name__}: {exc}"
-
-
-def untransformed(records: list[Record]) -> BatchResult:
-    """The result for a batch with no good record before the template is bound: all rejects."""
-    return BatchResult([], [(r, r.error) for r in records if r.error], Counts(records_read=len(records)))
-
-
-def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
-    if mode == "exploded":
-        return sum(b.num_rows for b in batches)
-    return sum(int(pa.compute.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
 
 
 def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -289,6 +67,47 @@ def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
             batch = []
     if batch:
         yield batch
+
+
+class Located:
+    """A transform whose crashes name the record that causes them.
+
+    A crash (a bug, not a bad record) inside a worker process or a Ray task
+    would otherwise surface as a traceback about a batch; this re-runs the
+    batch's records one at a time to find the culprit, so either engine ends
+    with ``data.jsonl:17: the transform failed on this record: ...``.
+    """
+
+    def __init__(self, transform: Callable[[list[Record]], BatchResult]):
+        self.transform = transform
+
+    def __call__(self, records: list[Record]) -> BatchResult:
+        try:
+            return self.transform(records)
+        except SftprepError:
+            raise
+        except Exception as exc:
+            raise TransformError(self._culprit(records, exc)) from None
+
+    def _culprit(self, records: list[Record], exc: Exception) -> str:
+        for record in records:
+            try:
+                self.transform([record])
+            except Exception as one:
+                return f"{record.where}: the transform failed on this record: {type(one).__name__}: {one}"
+        where = f"{records[0].where} to {records[-1].where}" if records else "an empty batch"
+        return f"{where}: the transform failed on this batch: {type(exc).__name__}: {exc}"
+
+
+class TransformError(SftprepError):
+    """The transform crashed on a record (a bug, not bad data); the message names the record."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def untransformed(records: list[Record]) -> BatchResult:
+    """The result for a batch with no good record, before the template is bound: all rejects."""
+    return BatchResult([], [(r, r.error) for r in records if r.error], Counts(records_read=len(records)))
 
 
 @dataclass
@@ -392,7 +211,9 @@ def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
         "bos_id": info.bos_id,
         "bos_policy": "as the tokenizer's post-processor adds it (ids before the prompt: "
         f"{info.head_ids}); a duplicate BOS from the text is removed",
-        "trained": "target tokens and EOS; never the prompt",
+        "trained": "pairs: the target tokens and EOS, never the prompt; chat: the assistant turns "
+        "(content and end-of-turn marker, never their header) chosen by train_on",
+        "train_on": config.train_on,
         "packed": config.pack,
         "padded": config.pad_to is not None or config.pad_to_multiple_of is not None,
     }
@@ -404,14 +225,6 @@ def _human(n: float) -> str:
             return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-def default_workers() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def run_build(
@@ -438,12 +251,12 @@ def run_build(
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
         progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
-    template = load_template(config.template) if config.template else None
+    template, chat_spec = resolve_templates(config)
     if total_bytes is not None:
         total_bytes(inputs.total_bytes())
     with storage.staged_output(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
-        stream = _Stream(config, info, template, staged, rejects, progress)
+        stream = _Stream(config, info, (template, chat_spec), staged, rejects, progress)
         stream.inputs_size = inputs.total_bytes()
         try:
             stream.run(inputs.records())
@@ -465,10 +278,12 @@ def run_build(
 class _Stream:
     """The streaming loop: batches of records -> transform (maybe in workers) -> shards."""
 
-    def __init__(self, config, info, template, staged, rejects, progress):
+    def __init__(self, config, info, templates, staged, rejects, progress):
         self.config = config
         self.info = info
-        self.template: Template | None = template
+        # What --template / --chat-template chose; both None: detect from the first record.
+        self.template: Template | ChatTemplate | None = templates[0]
+        self.chat_spec: str | None = templates[1]
         self.renderer: Renderer | None = None
         self.rejects = rejects
         self.progress = progress
@@ -489,7 +304,7 @@ class _Stream:
         )
         self.pad_id = pad_id_for(info)
         self.counts = Counts()
-        self.inputs_size: int | None = None
+        self.inputs_size: int | None = None  # for the exploded-mode estimate
         self.digest = RowDigest(self.schema)
         self.engine: Any = None  # the Ray engine, when it runs the transform
 
@@ -504,7 +319,7 @@ class _Stream:
                 if self._mine(index):
                     self._take(untransformed(batch))
                 continue
-            transform = self._bind(first)
+            transform = Located(self._bind(first))
             if self.config.mode == "exploded":
                 self._check_exploded_budget(transform(batch), batch)
             for result in self._results(transform, index, itertools.chain([(index, batch)], batches)):
@@ -520,7 +335,7 @@ class _Stream:
         return index % self.config.num_shards == self.config.shard_index
 
     def _results(
-        self, transform: BatchTransform, bound_at: int, batches: Iterator[tuple[int, list[Record]]]
+        self, transform: Located, bound_at: int, batches: Iterator[tuple[int, list[Record]]]
     ) -> Iterator[BatchResult]:
         """The transform's results for this slice's batches, in order, from the chosen engine."""
         if self.config.engine == "ray":
@@ -561,25 +376,17 @@ class _Stream:
         )
 
     def _bind(self, first: Record) -> BatchTransform:
-        if self.template is None:
-            self.template = detect_template(first.data, first.where)
-            fields = ", ".join(first.data)
-            self.progress.log(
-                f"template '{self.template.name}' chosen from the fields of {first.where} ({fields})"
-            )
-        self.renderer = bind_template(self.template, self.config.fields, self.config.variables, first.data)
-        if self.config.markers == "special" and self.template.markers:
-            self.info.add_special_tokens(list(self.template.markers))
-        options = EncodeOptions(self.config.max_length, self.config.truncation, self.config.verify_prompts)
-        encoder = Encoder(self.info, options)
-        return BatchTransform(self.renderer, encoder, self.config.mode, self.config.labels, self.row_schema)
+        bound = bind_transform(self.config, self.info, first, self.row_schema, self.template, self.chat_spec,
+                               self.progress.log)  # fmt: skip
+        self.template, self.renderer = bound.template, bound.renderer
+        return bound.transform
 
     def _take(self, result: BatchResult) -> None:
         for record, error in result.rejects:
             self.rejects.handle(record, error)
         for out in result.batches:
             self._write(self.packer.add_rows(out) if self.packer is not None else [out])
-        _add(self.counts, result.counts)
+        self.counts.add(result.counts)
 
     def _write(self, batches: list[pa.RecordBatch]) -> None:
         for batch in batches:
@@ -591,18 +398,16 @@ class _Stream:
             self.writer.write(batch)
 
 
-def _add(total: Counts, part: Counts) -> None:
-    for key, value in asdict(part).items():
-        if key != "skipped":
-            setattr(total, key, getattr(total, key) + value)
-
-
 def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
     shards = stream.writer.finish(fingerprint_extra=json.dumps(config.recorded(), sort_keys=True))
     template, renderer = stream.template, stream.renderer
-    template_info = None
-    if template is not None:
+    template_info: dict[str, Any] | None = None
+    if isinstance(template, ChatTemplate):
+        template_info = {"kind": "chat", "name": template.name, "sha256": template.sha256,
+                         "train_on": config.train_on, "reads_clock": template.reads_clock}  # fmt: skip
+    elif template is not None:
         template_info = {
+            "kind": "pair",
             "name": template.name,
             "sha256": hashlib.sha256(template.source_text.encode()).hexdigest(),
             "prompt": template.prompt,

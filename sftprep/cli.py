@@ -18,6 +18,7 @@ import click
 
 from sftprep import __version__, storage
 from sftprep.build import BuildConfig, BuildResult, default_workers, run_build
+from sftprep.chat import TRAIN_ON
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import (
     EXIT_INTERNAL,
@@ -92,6 +93,12 @@ def cli(debug: bool) -> None:
               help="Output directory, or a URL (s3://bucket/prefix, gs://..., file://...).")  # fmt: skip
 @click.option("-t", "--template", help="Shipped template name (see `sftprep templates`) or a TOML file. "
               "Default: chosen from the first record's fields.")  # fmt: skip
+@click.option("--chat-template", help="Chat data: the tokenizer's own template ('tokenizer', the default for "
+              "chat records), a shipped one (chatml, llama3, mistral-inst, phi3) or a .jinja file.")  # fmt: skip
+@click.option("--train-on", type=click.Choice(TRAIN_ON), default="assistant", show_default=True,
+              help="Chat data: train every assistant turn, the last one, or all tokens.")  # fmt: skip
+@click.option("--role", "roles", multiple=True, metavar="NAME=ROLE",
+              help="Chat data: map a role name in the data to a template role: --role bot=assistant.")  # fmt: skip
 @click.option("--tokenizer", help="tokenizer.json, a folder with one, or a Hugging Face model id "
               "(local cache). Default: the small demo tokenizer shipped with sftprep.")  # fmt: skip
 @click.option("--mode", type=click.Choice(MODES), default="sequence", show_default=True,
@@ -149,7 +156,7 @@ def cli(debug: bool) -> None:
               help="Which slice to build, 0 to N-1.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
-def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
+def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -> None:
     """Tokenize INPUT files into training rows in OUTPUT.
 
     INPUT is JSONL (also .gz), a JSON array, CSV/TSV with a header, or Parquet;
@@ -159,6 +166,8 @@ def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
     sftprep build data.jsonl --template qa --tokenizer tokenizer.json -o out/
     sftprep build pairs.csv -t translation -f source=de -f target=en -o out/
     sftprep build train.jsonl --labels hf --max-length 2048 -o out/
+    sftprep build chats.jsonl --tokenizer phi-3-mini/ -o out/     # its own chat template
+    sftprep build sharegpt.json --chat-template chatml --tokenizer smollm/ -o out/
     cat data.jsonl | sftprep build - -t qa -o out/ --json
     sftprep build s3://bucket/data/*.jsonl -o s3://bucket/out/ --engine ray
     sftprep build data.jsonl -o out/part-1 --num-shards 4 --shard-index 1
@@ -168,6 +177,7 @@ def build(inputs, output, fields, variables, as_json, quiet, **options) -> None:
         output=output,
         fields=parse_assignments(fields, "--field"),
         variables=parse_assignments(variables, "--var"),
+        roles=parse_assignments(roles, "--role"),
         **options,
     )
     bar = _progress_bar(quiet)

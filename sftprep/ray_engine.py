@@ -7,7 +7,7 @@ The job is two Ray Data stages and the driver:
    local engine, cut into the same batches of ``--batch-size`` records, and
    keeps this slice's batches (``--num-shards``);
 2. *transform*: Ray tasks, one CPU each, run the very
-   :class:`~sftprep.build.BatchTransform` the local engine runs (built once on
+   :class:`~sftprep.transform.BatchTransform` the local engine runs (built once on
    the driver and shipped pickled, tokenizer included; each worker process
    unpickles it once) to turn each batch into Arrow rows, rejects and counts;
 3. the *driver* takes the results in input order (``preserve_order``) and
@@ -38,12 +38,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from sftprep.build import BatchResult, BuildConfig, _batched, _Inputs, _Progress, untransformed
+from sftprep.build import _batched, _Inputs, _Progress, untransformed
+from sftprep.config import BuildConfig
 from sftprep.errors import ConfigError, SftprepError
 from sftprep.parallel import WorkerError
 from sftprep.readers import Record, expand_inputs
+from sftprep.transform import BatchResult
 
-# The per-batch transform (build.BatchTransform): records in, rows + rejects + counts out.
+# The per-batch transform (transform.BatchTransform, wrapped in build.Located): records in, rows + rejects + counts out.
 Transform = Callable[[list[Record]], BatchResult]
 
 INSTALL_HINT = "pip install 'sftprep[ray]'"

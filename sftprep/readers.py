@@ -340,7 +340,9 @@ class InputFile:
         if self.name == "-":
             # The unbuffered stdin: a read returns what the pipe has, so records flow
             # as they arrive instead of waiting for a full buffer.
-            return stdin if stdin is not None else sys.stdin.buffer.raw
+            if stdin is not None:
+                return stdin
+            return getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
         if storage.is_url(self.name):  # s3://, gs://, file://, ... through fsspec
             self._file, self.size = storage.open_input(self.name)
             return self._file

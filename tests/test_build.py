@@ -214,3 +214,43 @@ def test_stdin_is_read_as_a_stream():
         assert time.monotonic() - start < 20, "waited for the writer to finish"
         release.set()
         assert [r.data["question"] for r in records] == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("parts", "tokenizer", "options", "written", "skipped"),
+    [
+        (("chat", "dummy_conversation.json"), "phi-3-mini", {}, 500, {}),
+        (("chat", "glaive_toolcall_en_demo.json"), "smollm-135m", {"chat_template": "chatml"}, 109,
+         {"tools_not_rendered": 191}),
+        (("chat", "glaive_toolcall_en_demo.json"), "smollm-135m",
+         {"chat_template": "chatml", "fields": {"tools": ""}}, 300, {}),
+        (("chat", "multichallenge_benchmark_questions.jsonl"), "mistral-7b-v0.1",
+         {"chat_template": "mistral-inst", "fields": {"messages": "CONVERSATION"}, "train_on": "all"}, 273, {}),
+        (("chat", "axolotl_conversation.missingturns.json"), "gpt2", {"chat_template": "chatml"}, 0,
+         {"empty_assistant_turn": 1}),
+    ],
+    ids=["phi3-own", "glaive-tools", "glaive-no-tools", "multichallenge", "missing-turn"],
+)  # fmt: skip
+def test_chat_builds(tmp_path, parts, tokenizer, options, written, skipped, data_path, tokenizer_path):
+    result = build(
+        tmp_path, data_path(*parts), tokenizer=tokenizer_path(tokenizer), on_error="skip", **options
+    )
+    counts = result.manifest["counts"]
+    assert counts["rows_written"] == written
+    assert counts["skipped"] == skipped
+    assert result.manifest["template"]["kind"] == "chat"
+    ds = load_from_disk(str(result.output))
+    assert all(n > 0 for n in ds["num_trained_tokens"])
+
+
+def test_chat_first_turn_header_never_trained(tmp_path, data_path, tokenizer_path):
+    """phi-3: <|assistant|> headers untrained, <|end|> after each answer trained, the closing EOS trained."""
+    result = build(
+        tmp_path, data_path("chat", "dummy_conversation.json"), tokenizer=tokenizer_path("phi-3-mini")
+    )
+    info = load_tokenizer(tokenizer_path("phi-3-mini"))
+    assistant, end = info.tokenizer.token_to_id("<|assistant|>"), info.tokenizer.token_to_id("<|end|>")
+    for row in load_from_disk(str(result.output)).select(range(50)):
+        ids, targets = row["input_ids"], row["target_ids"]
+        trained = {ids[t + 1] for t in range(len(ids) - 1) if targets[t] != -100}
+        assert assistant not in trained and end in trained and info.eos_id in trained

@@ -16,7 +16,7 @@ from compare import assert_same_build, manifest
 from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
 from sftprep import BuildConfig, run_build, storage
-from sftprep.build import BatchTransform, TransformError, untransformed
+from sftprep.build import Located, TransformError, untransformed
 from sftprep.cli import cli
 from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE
 from sftprep.merge import merge_builds
@@ -136,13 +136,10 @@ def test_an_unreadable_input_fails_as_locally(ray_local, tmp_path):
     assert f"{data}: not a valid gzip file" in results[1].output
 
 
-class _Crashing(BatchTransform):
+class _Crashing:
     """A transform that crashes (not a bad record: a bug) on answers that say "boom"."""
 
-    def __init__(self) -> None:
-        pass
-
-    def _transform(self, records):
+    def __call__(self, records):
         if any(r.data and r.data.get("answer") == "boom" for r in records):
             raise ZeroDivisionError("division by zero")
         return untransformed(records)
@@ -157,7 +154,7 @@ def test_a_failed_task_names_the_record_not_ray(ray_local, tmp_path):
     config = BuildConfig(inputs=(str(data),), output="", batch_size=4, engine="ray")
     engine = RayEngine(config, log=lambda m: None, advance=lambda n: None)
     with pytest.raises(TransformError) as caught:
-        list(engine.results(_Crashing(), 0))
+        list(engine.results(Located(_Crashing()), 0))
     message = str(caught.value)
     assert message == f"{data}:3: the transform failed on this record: ZeroDivisionError: division by zero"
     assert type(caught.value) is TransformError  # not Ray's wrapper, whose str() is a traceback

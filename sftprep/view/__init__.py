@@ -1,0 +1,76 @@
+"""See what a build trains on, token by token: choose rows, render them, summarise them.
+
+The library behind ``sftprep inspect``. A build's rows are read straight from
+its Arrow shards (memory-mapped, one record batch at a time) and turned into
+:class:`Row` objects that no longer depend on the label convention: position
+``t`` of a row is trained to predict ``row.targets[t]`` (-100 where it is not
+trained), whether the build stored shifted ``target_ids``, unshifted Hugging
+Face ``labels`` or exploded ``(prefix, target_id)`` rows. Every view is drawn
+from that one form, so the three conventions print alike.
+
+Views (all rich ``Text``, plain when ``Look.colour`` is off)::
+
+    text    Question: What is the capital of France? Answer:[[ Paris<|endoftext|>]]
+    tokens  pos  id  token  ->  next id  next token  trained   (one line per position)
+    stats   rows, length distribution with a histogram, trained fraction, build counts
+
+Columns this package does not know ride along in ``Row.extra``: per-position
+lists become extra columns of the token table, other values are shown in the
+row header, and both go into the JSON output as they are.
+
+One concern a module:
+
+    source   open a build (shards, manifest) and find its tokenizer
+    preview  build an input's first records in memory (``--preview``)
+    choose   select rows by number, source, condition or at random
+    rows     the convention-free :class:`Row`, fetched from the shards
+    pieces   token strings, with invisible characters made visible
+    draw     colour or plain markers, folding, rules
+    text     the text view, the token table, exploded rows, JSON rows
+    stats    ``--stats``
+    command  :func:`inspect`: everything the command prints
+"""
+
+from sftprep.view.choose import WHERE, Selection, choose, parse_index, parse_source
+from sftprep.view.command import FORMATS, VIEWS, InspectOptions, inspect
+from sftprep.view.draw import CLOSE, OPEN, Look, wrap
+from sftprep.view.pieces import Pieces, escape_piece, visible
+from sftprep.view.preview import preview
+from sftprep.view.rows import KNOWN_COLUMNS, Row, fetch, merge_exploded
+from sftprep.view.source import Rows, open_rows, view_tokenizer
+from sftprep.view.stats import compute_stats, histogram, stats_view
+from sftprep.view.text import exploded_view, row_json, text_view, token_lines
+
+__all__ = [
+    "CLOSE",
+    "FORMATS",
+    "KNOWN_COLUMNS",
+    "OPEN",
+    "VIEWS",
+    "WHERE",
+    "InspectOptions",
+    "Look",
+    "Pieces",
+    "Row",
+    "Rows",
+    "Selection",
+    "choose",
+    "compute_stats",
+    "escape_piece",
+    "exploded_view",
+    "fetch",
+    "histogram",
+    "inspect",
+    "merge_exploded",
+    "open_rows",
+    "parse_index",
+    "parse_source",
+    "preview",
+    "row_json",
+    "stats_view",
+    "text_view",
+    "token_lines",
+    "view_tokenizer",
+    "visible",
+    "wrap",
+]

@@ -1,0 +1,63 @@
+"""``inspect --preview``: an input's first records built in memory, through the build's own code."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from tokenizers import Tokenizer
+
+from sftprep.config import BuildConfig
+from sftprep.errors import DataError
+from sftprep.labels import IGNORE_INDEX
+from sftprep.readers import InputFile, Record, expand_inputs
+from sftprep.tokenizer import load_tokenizer
+from sftprep.transform import bind_transform, resolve_templates
+from sftprep.view.source import Rows
+
+
+def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, list[str]]:
+    """Build the first ``records`` records of ``config.inputs`` in memory, writing nothing.
+
+    The rows come from the build's own pair transform (template + encoder), so
+    they are exactly what ``sftprep build`` with the same options would write.
+
+    Returns:
+        The rows, the tokenizer they were made with, and one note per rejected record.
+
+    Raises:
+        SftprepError: bad options, inputs, template or tokenizer, as for a build.
+    """
+    config.check()
+    info = load_tokenizer(config.tokenizer, eos=config.eos)
+    batch: list[Record] = []
+    for name in expand_inputs(config.inputs):
+        with InputFile(name, max_record_bytes=config.max_record_bytes, format=config.input_format) as f:
+            batch.extend(islice(f.records(), records - len(batch)))
+        if len(batch) >= records:
+            break
+    first = next((r for r in batch if r.error is None), None)
+    if first is None:
+        detail = f"; the first: {batch[0].error}" if batch else ""
+        raise DataError(
+            f"none of the first {len(batch)} records of {', '.join(config.inputs)} can be read{detail}"
+        )
+    template, chat_spec = resolve_templates(config)
+    bound = bind_transform(config, info, first, template=template, chat_spec=chat_spec)
+    result = bound.transform(batch)
+    convention = {
+        "mode": config.mode,
+        "labels": config.labels,
+        "ignore_index": IGNORE_INDEX,
+        "eos_id": info.eos_id,
+        "eos_token": info.eos_token,
+    }
+    manifest = {
+        "config": config.recorded(),
+        "tokenizer": info.identity(),
+        "label_convention": convention,
+        "template": {"name": bound.template.name},
+        "counts": result.counts.as_dict(),
+    }
+    notes = [f"{error} (skipped)" for _, error in result.rejects]
+    rows = Rows(f"preview of {', '.join(config.inputs)}", convention, manifest, memory=result.batches)
+    return rows, info.tokenizer, notes
