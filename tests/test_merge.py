@@ -34,16 +34,16 @@ REAL = [
     (("instruction", "alpaca_5000.json"), {"on_error": "skip"}),
     (("qa", "NQ-open.dev.jsonl"), {"template": "qa", "fields": {"answer": "answer.0"}}),
     (("qa", "simple_qa_test_set.csv"), {"template": "qa", "fields": {"question": "problem"}, "labels": "hf"}),
+    (("chat", "dummy_conversation.json"), {"tokenizer": "phi-3-mini"}),  # the tokenizer's own chat template
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("parts", "options"), REAL, ids=["alpaca", "nq-open", "simple-qa-csv"])
+@pytest.mark.parametrize(("parts", "options"), REAL, ids=["alpaca", "nq-open", "simple-qa-csv", "chat-phi3"])
 def test_slices_merge_into_the_single_build(tmp_path, data_path, tokenizer_path, parts, options):
-    config = BuildConfig(
-        inputs=(data_path(*parts),), output=str(tmp_path / "single"), tokenizer=tokenizer_path("gpt2"),
-        batch_size=256, shard_size=400_000, workers=1, **options,
-    )  # fmt: skip
+    options = {**options, "tokenizer": tokenizer_path(options.get("tokenizer", "gpt2"))}
+    config = BuildConfig(inputs=(data_path(*parts),), output=str(tmp_path / "single"), batch_size=256,
+                         shard_size=400_000, workers=1, **options)  # fmt: skip
     run_build(config)
     parts_out = _slices(tmp_path, config, 3)
     # the slices are disjoint and cover every record

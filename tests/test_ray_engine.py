@@ -57,15 +57,18 @@ REAL = [
         ("qa", "gsm8k_test.jsonl"),
         {"template": "qa", "mode": "exploded", "max_length": 128, "truncation": "target", "on_error": "skip"},
     ),
+    (("chat", "dummy_conversation.json"), {"tokenizer": "phi-3-mini"}),  # the tokenizer's own chat template
 ]
 
 
 @pytest.mark.parametrize(
-    ("parts", "options"), REAL, ids=["alpaca", "nq-open-hf", "simple-qa-csv", "gsm8k-exploded"]
+    ("parts", "options"), REAL, ids=["alpaca", "nq-open-hf", "simple-qa-csv", "gsm8k-exploded", "chat-phi3"]
 )
 def test_ray_build_equals_local_build(ray_local, tmp_path, data_path, tokenizer_path, parts, options):
-    config = BuildConfig(inputs=(data_path(*parts),), output="", tokenizer=tokenizer_path("gpt2"),
-                         batch_size=256, shard_size=2_000_000, **options)  # fmt: skip
+    options = {**options, "tokenizer": tokenizer_path(options.get("tokenizer", "gpt2"))}
+    config = BuildConfig(
+        inputs=(data_path(*parts),), output="", batch_size=256, shard_size=2_000_000, **options
+    )
     local, on_ray = _both(tmp_path, config)
     assert_same_build(local, on_ray)
     assert manifest(local)["engine"] == "local" and manifest(on_ray)["engine"] == "ray"
