@@ -2,8 +2,11 @@
 
 Builds the same input with the local engine and with a local Ray, each with 1
 and with 2 workers, in a fresh process per run, and prints one table: Ray's
-start-up time apart from the build's, records/s, and the speed-up from 1 to 2
-workers. Every run must write the same rows (its ``content_sha256``); the
+start-up time apart from the build's, records/s, the speed-up from 1 to 2
+workers, and the CPU time of the driver process alone (the main process of
+the local engine: reading, packing, writing; with Ray: the same minus
+reading, plus taking results out of Ray), which bounds a build however many
+workers it has. Every run must write the same rows (its ``content_sha256``); the
 script checks it. The input is ``alpaca_5000.json`` from ``../shared/data``
 cycled to ``--records`` records of JSONL, tokenized with gpt2.
 
@@ -28,7 +31,7 @@ from procstat import wait_until_quiet  # noqa: E402 - bench/ is a folder of scri
 
 # One run, in its own process: start Ray (timed apart) if asked, then time the build.
 _RUN = """
-import json, sys, time
+import json, resource, sys, time
 from sftprep import BuildConfig, run_build
 engine, workers, data, out, tokenizer = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 startup = 0.0
@@ -39,11 +42,13 @@ if engine == "ray":
     startup = time.perf_counter() - t
 config = BuildConfig(inputs=(data,), output=out, tokenizer=tokenizer, template="alpaca", on_error="skip",
                      overwrite=True, workers=workers, engine=engine)
-t = time.perf_counter()
+t, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 result = run_build(config)
 build = time.perf_counter() - t
+end = resource.getrusage(resource.RUSAGE_SELF)
+driver = end.ru_utime + end.ru_stime - cpu.ru_utime - cpu.ru_stime  # this process alone, not its workers
 print(json.dumps({"startup": startup, "build": build, "records": result.manifest["counts"]["records_read"],
-                  "content_sha256": result.manifest["content_sha256"]}))
+                  "driver_cpu": driver, "content_sha256": result.manifest["content_sha256"]}))
 """
 
 
@@ -76,10 +81,9 @@ def main() -> None:
         data = _input(args.records, Path(tmp))
         size = data.stat().st_size / 1e6
         print(f"{args.records:,} records, {size:.1f} MB of JSONL, gpt2, sequence/shifted")
-        print(
-            "| engine | workers | Ray start-up (s) | build (s) | records/s | speed-up 1 -> 2 | busy cores before |"
-        )
-        print("|---|---|---|---|---|---|---|")
+        print("| engine | workers | Ray start-up (s) | build (s) | records/s | speed-up 1 -> 2 "
+              "| driver CPU (s) | busy cores before |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         digests = set()
         for engine in ("local", "ray"):
             base = None
@@ -95,7 +99,7 @@ def main() -> None:
                 startup = f"{best['startup']:.1f}" if engine == "ray" else "-"
                 load = best["load_before"]
                 print(f"| {engine} | {workers} | {startup} | {best['build']:.1f} | {rate:,.0f} | "
-                      f"{base / best['build']:.2f}x | {'?' if load is None else f'{load:.2f}'} |")  # fmt: skip
+                      f"{base / best['build']:.2f}x | {best['driver_cpu']:.1f} | {'?' if load is None else f'{load:.2f}'} |")  # fmt: skip
         assert len(digests) == 1, f"the runs wrote different rows: {digests}"
         print("every run wrote the same rows (content_sha256)")
 

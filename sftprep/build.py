@@ -322,8 +322,14 @@ class _Stream:
             transform = Located(self._bind(first))
             if self.config.mode == "exploded":
                 self._check_exploded_budget(transform(batch), batch)
-            for result in self._results(transform, index, itertools.chain([(index, batch)], batches)):
-                self._take(result)
+            results = self._results(transform, index, itertools.chain([(index, batch)], batches))
+            try:
+                for result in results:
+                    self._take(result)
+            finally:
+                # On an error here (a bad record under --on-error fail) stop the engine now:
+                # its worker pool, or the Ray job (and a Ray this build started).
+                results.close()  # type: ignore[attr-defined]
             break
         if self.packer is not None:
             self._write(self.packer.flush())
