@@ -39,9 +39,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from sftprep import storage
 from sftprep.build import _batched, _Inputs, _Progress, untransformed
 from sftprep.config import BuildConfig
-from sftprep.errors import ConfigError, SftprepError
+from sftprep.errors import EXIT_IO, ConfigError, SftprepError
 from sftprep.parallel import WorkerError
 from sftprep.readers import Record, expand_inputs
 from sftprep.transform import BatchResult
@@ -50,6 +51,14 @@ from sftprep.transform import BatchResult
 Transform = Callable[[list[Record]], BatchResult]
 
 INSTALL_HINT = "pip install 'sftprep[ray]'"
+
+
+class RayClusterError(SftprepError):
+    """The Ray cluster named by --ray-address (or RAY_ADDRESS) cannot be reached."""
+
+    exit_code = EXIT_IO
+
+
 _QUIET_LOGGERS = ("ray", "ray.data")
 
 
@@ -129,7 +138,16 @@ class RayEngine:
             package = os.path.dirname(os.path.abspath(__file__))
             options["runtime_env"] = {"py_modules": [package]}
             self.log(f"connecting to the Ray cluster at {address}")
-            ray.init(address=address, **options)
+            local = [name for name in self.config.inputs if not storage.is_url(name)]
+            if local:
+                self.log(
+                    f"{local[0]} is a local path: the Ray node that reads the inputs must see it at the "
+                    "same path (give URLs, or paths on a filesystem every node mounts)"
+                )
+            try:
+                ray.init(address=address, **options)
+            except ConnectionError as exc:
+                raise RayClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         else:
             self.log(f"starting a local Ray with {self.config.workers} CPU(s)")
             ray.init(num_cpus=self.config.workers, **options)

@@ -3,10 +3,17 @@
 # ruff: noqa: F811 - the s3 fixtures are imported, and tests take them as arguments
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -181,3 +188,86 @@ def test_without_ray_the_message_says_how_to_install(tmp_path, monkeypatch):
     assert result.exit_code == EXIT_USAGE
     assert "--engine ray needs Ray, which is not installed: pip install 'sftprep[ray]'" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def ray_head():
+    """A separate Ray 'cluster' (a head node on 127.0.0.1) that a build joins with --ray-address.
+
+    Started with `ray start --head --block` in its own session and stopped by its
+    process group, so that no other Ray on the machine is touched. Ray's token
+    authentication is off for it (RAY_AUTH_MODE, Ray's own setting): it listens
+    on loopback only, for this test.
+    """
+    ray_cli = Path(sys.executable).parent / "ray"
+    if not ray_cli.exists():
+        pytest.skip("the ray command is not installed")
+    gcs, agent, grpc, metrics, runtime = _free_ports(5)
+    temp = tempfile.mkdtemp(prefix="sftprep-ray-", dir="/tmp")  # Ray's socket paths must stay short
+    proc = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+         f"--dashboard-agent-listen-port={agent}",
+         f"--dashboard-agent-grpc-port={grpc}", f"--metrics-export-port={metrics}",
+         f"--runtime-env-agent-port={runtime}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )  # fmt: skip
+    address = f"127.0.0.1:{gcs}"
+    try:
+        _wait_for_head(ray_cli, address)
+        yield address
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(3)  # some of Ray's processes linger after SIGTERM: end the whole group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_head(ray_cli: Path, address: str) -> None:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [str(ray_cli), "status", f"--address={address}"], capture_output=True, env=env
+        )
+        if status.returncode == 0:
+            return
+        time.sleep(1)
+    pytest.fail(f"the Ray head at {address} did not come up")
+
+
+def test_a_build_joins_an_existing_cluster(ray_head, tmp_path, data_path, tokenizer_path):
+    data = data_path("qa", "NQ-open.dev.jsonl")
+    options = [
+        "-t",
+        "qa",
+        "-f",
+        "answer=answer.0",
+        "--tokenizer",
+        tokenizer_path("gpt2"),
+        "--batch-size",
+        "500",
+    ]
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, "-m", "sftprep", "build", data, "-o", str(tmp_path / "cluster"), *options,
+               "--engine", "ray", "--ray-address", ray_head]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert f"connecting to the Ray cluster at {ray_head}" in done.stderr
+    assert "is a local path: the Ray node that reads the inputs must see it" in done.stderr
+    run_build(BuildConfig(inputs=(data,), output=str(tmp_path / "local"), template="qa",
+                          fields={"answer": "answer.0"}, tokenizer=tokenizer_path("gpt2"), batch_size=500))  # fmt: skip
+    assert_same_build(tmp_path / "local", tmp_path / "cluster")
