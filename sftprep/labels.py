@@ -110,7 +110,8 @@ def shifted_labels(ids: np.ndarray, offsets: np.ndarray, trained: np.ndarray) ->
     return target
 
 
-def _list_array(offsets: np.ndarray, values: np.ndarray, value_type: pa.DataType) -> pa.Array:
+def list_array(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.Array:
+    """An Arrow list column from flat ``values`` and row ``offsets`` (no Python lists of lists)."""
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type))
 
 
@@ -128,16 +129,16 @@ def sequence_batch(
     trained = trained_token_mask(enc.offsets, enc.prompt_lens, enc.trained)
     if labels == "hf":
         model = [
-            _list_array(enc.offsets, enc.ids, ID_TYPE),
-            _list_array(enc.offsets, np.ones(len(enc.ids), dtype=np.int8), MASK_TYPE),
-            _list_array(enc.offsets, hf_labels(enc.ids, trained), ID_TYPE),
+            list_array(enc.offsets, enc.ids, ID_TYPE),
+            list_array(enc.offsets, np.ones(len(enc.ids), dtype=np.int8), MASK_TYPE),
+            list_array(enc.offsets, hf_labels(enc.ids, trained), ID_TYPE),
         ]
     else:
         target = shifted_labels(enc.ids, enc.offsets, trained)
         model = [
-            _list_array(enc.offsets, enc.ids, ID_TYPE),
-            _list_array(enc.offsets, target, ID_TYPE),
-            _list_array(enc.offsets, (target != IGNORE_INDEX).astype(np.int8), MASK_TYPE),
+            list_array(enc.offsets, enc.ids, ID_TYPE),
+            list_array(enc.offsets, target, ID_TYPE),
+            list_array(enc.offsets, (target != IGNORE_INDEX).astype(np.int8), MASK_TYPE),
         ]
     n_trained = np.add.reduceat(trained.astype(np.int32), enc.offsets[:-1]) if len(enc) else np.zeros(0)
     return pa.RecordBatch.from_arrays(
@@ -191,7 +192,7 @@ def _exploded_chunk(enc, targets, example, prefix_len, sources, lines, schema) -
     gather = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - row_start, prefix_len)
     ones = np.ones(len(targets), dtype=np.int32)
     columns: list[Any] = [
-        _list_array(offsets, enc.ids[gather], ID_TYPE),
+        list_array(offsets, enc.ids[gather], ID_TYPE),
         pa.array(enc.ids[targets], ID_TYPE),
         pa.array(prefix_len.astype(np.int32), pa.int32()),
     ]

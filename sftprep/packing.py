@@ -44,6 +44,7 @@ from sftprep.labels import (
     IGNORE_INDEX,
     MASK_TYPE,
     hf_labels,
+    list_array,
     schema_for,
     shifted_labels,
     trained_token_mask,
@@ -51,7 +52,6 @@ from sftprep.labels import (
 from sftprep.padding import (
     PAD_TO_CHOICES,
     _flat,
-    _lists,
     pad_batch,
     pad_id_for,
     padded_lengths,
@@ -458,26 +458,26 @@ class Packer:
         row_tok = ex_offsets[row_ex]  # row -> its tokens
         ids, trained = pool.ids, pool.trained
         if self.labels == "hf":
-            model = [_lists(row_tok, ids, ID_TYPE), _lists(row_tok, hf_labels(ids, trained), ID_TYPE)]
+            model = [list_array(row_tok, ids, ID_TYPE), list_array(row_tok, hf_labels(ids, trained), ID_TYPE)]
         else:
             target = shifted_labels(ids, ex_offsets, trained)  # example offsets: -100 at each example's end
             mask = (target != IGNORE_INDEX).astype(np.int8)
             model = [
-                _lists(row_tok, ids, ID_TYPE),
-                _lists(row_tok, target, ID_TYPE),
-                _lists(row_tok, mask, MASK_TYPE),
+                list_array(row_tok, ids, ID_TYPE),
+                list_array(row_tok, target, ID_TYPE),
+                list_array(row_tok, mask, MASK_TYPE),
             ]
         positions = np.arange(len(ids)) - np.repeat(ex_offsets[:-1], pool.lengths)
         n_trained = np.add.reduceat(trained.astype(np.int32), row_tok[:-1]) if len(rows) else np.zeros(0)
         columns = [
             *model,
-            _lists(row_tok, positions, ID_TYPE),
-            _lists(row_ex, pool.lengths, ID_TYPE),
-            _lists(row_ex, pool.sources, pa.string()),
-            _lists(row_ex, pool.lines, pa.int64()),
+            list_array(row_tok, positions, ID_TYPE),
+            list_array(row_ex, pool.lengths, ID_TYPE),
+            list_array(row_ex, pool.sources, pa.string()),
+            list_array(row_ex, pool.lines, pa.int64()),
             pa.array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
-            _lists(row_ex, pool.truncated, pa.bool_()),
-            _lists(row_ex, pool.adjusted, pa.bool_()),
+            list_array(row_ex, pool.truncated, pa.bool_()),
+            list_array(row_ex, pool.adjusted, pa.bool_()),
         ]
         self._count(row_tok, per_row, int(trained.sum()))
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)

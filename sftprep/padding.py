@@ -8,12 +8,10 @@ example attends to.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
-from sftprep.labels import ID_TYPE, IGNORE_INDEX, MASK_TYPE
+from sftprep.labels import ID_TYPE, IGNORE_INDEX, MASK_TYPE, list_array
 from sftprep.tokenizer import TokenizerInfo
 
 PAD_TO_CHOICES = ("max-length",)
@@ -110,7 +108,7 @@ def pad_batch(
     columns = []
     for f in schema:
         if f.name not in batch.schema.names:  # attention_mask, added
-            columns.append(_lists(new_offsets, real.astype(np.int8), MASK_TYPE))
+            columns.append(list_array(new_offsets, real.astype(np.int8), MASK_TYPE))
             continue
         column = batch.column(f.name)
         if f.name == "input_ids":
@@ -124,10 +122,6 @@ def pad_batch(
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _lists(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type))
-
-
 def _flat(column: pa.ListArray) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False)
 
@@ -136,7 +130,7 @@ def _scatter(column: pa.ListArray, where, real, new_offsets, fill) -> pa.Array:
     values = _flat(column)
     out = np.full(len(real), fill, dtype=values.dtype)
     out[where] = values
-    return _lists(new_offsets, out, column.type.value_type)
+    return list_array(new_offsets, out, column.type.value_type)
 
 
 def _pad_positions(column: pa.ListArray, where, real, new_offsets, old_len) -> pa.Array:
@@ -146,4 +140,4 @@ def _pad_positions(column: pa.ListArray, where, real, new_offsets, old_len) -> p
     pad_start = new_offsets[:-1] + old_len
     pad_slots = np.flatnonzero(~real)
     out[pad_slots] = pad_slots - np.repeat(pad_start, pad_len)
-    return _lists(new_offsets, out, ID_TYPE)
+    return list_array(new_offsets, out, ID_TYPE)
