@@ -113,6 +113,12 @@ def _silence_stdout() -> None:
 )
 @click.option("--stats", is_flag=True, help="Statistics of the build (of the selected rows, with filters).")
 @click.option(
+    "--unpack",
+    is_flag=True,
+    help="Packed builds: show each example of a row as the row an unpacked build writes "
+    "(with --source or --where, only the examples that match).",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(view.FORMATS),
@@ -185,6 +191,7 @@ def inspect(
     where,
     tokens,
     stats,
+    unpack,
     output_format,
     colour,
     width,
@@ -205,10 +212,15 @@ def inspect(
     sftprep inspect out/ --source qa.jsonl:17  the row built from line 17
     sftprep inspect out/ -w truncated -a       every truncated row
     sftprep inspect out/ --stats               lengths, trained fraction, counts
+    sftprep inspect packed/ -i 3 --unpack      a packed row's examples, one by one
     sftprep inspect out/ --format json | jq .input_ids
     sftprep inspect --preview data.jsonl -t qa --tokenizer tokenizer.json
     """
     _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options)
+    if unpack and stats:
+        raise click.UsageError(
+            "--unpack shows rows and --stats counts them (per example already): choose one"
+        )
     console = _Console(
         file=sys.stdout,
         width=width,
@@ -225,6 +237,7 @@ def inspect(
         view="stats" if stats else "tokens" if tokens else "text",
         format=output_format,
         look=look,
+        unpack=unpack,
     )
     try:
         rows, tok = _open(out, preview, tokenizer, build_options, with_tokenizer=not stats)

@@ -59,5 +59,7 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
         "counts": result.counts.as_dict(),
     }
     notes = [f"{error} (skipped)" for _, error in result.rejects]
-    rows = Rows(f"preview of {', '.join(config.inputs)}", convention, manifest, memory=result.batches)
+    columns = result.batches[0].schema.names if result.batches else []
+    name = f"preview of {', '.join(config.inputs)}"
+    rows = Rows(name, convention, manifest, memory=result.batches, columns=columns)
     return rows, info.tokenizer, notes

@@ -34,6 +34,7 @@ class Rows:
         shards: shard files in row order (empty for a preview).
         memory: the record batches of a preview.
         directory: the output directory (where a saved ``tokenizer.json`` lives).
+        columns: the column names of the rows.
     """
 
     name: str
@@ -42,10 +43,16 @@ class Rows:
     shards: list[Path] = field(default_factory=list)
     memory: list[pa.RecordBatch] | None = None
     directory: Path | None = None
+    columns: list[str] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
         return str(self.convention.get("mode", "sequence"))
+
+    @property
+    def packed(self) -> bool:
+        """Rows of several examples each (``--pack``): they list the examples' lengths."""
+        return "seq_lengths" in self.columns
 
     @property
     def max_length(self) -> int | None:
@@ -116,7 +123,7 @@ def open_rows(path: str | Path) -> Rows:
         convention = json.loads(metadata[b"sftprep"])
     else:
         convention = (manifest or {}).get("label_convention") or _guess_convention(schema, p)
-    return Rows(str(p), convention, manifest, shards, directory=directory)
+    return Rows(str(p), convention, manifest, shards, directory=directory, columns=schema.names)
 
 
 def _schema(path: Path) -> pa.Schema:
