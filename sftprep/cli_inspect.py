@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 
 from sftprep import view
-from sftprep.build import BuildConfig
+from sftprep.chat import TRAIN_ON
+from sftprep.config import BuildConfig
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import SftprepError
 from sftprep.labels import LABEL_STYLES, MODES
@@ -34,9 +35,12 @@ _PREVIEW_DEFAULTS: dict[str, Any] = {
     "markers": "text",
     "eos": None,
     "input_format": None,
+    "chat_template": None,
+    "train_on": "assistant",
+    "roles": (),
     "records": 100,
 }
-_FLAG_NAMES = {"fields": "--field", "variables": "--var"}
+_FLAG_NAMES = {"fields": "--field", "variables": "--var", "roles": "--role"}
 
 
 def _say(message: str) -> None:
@@ -150,6 +154,11 @@ def _silence_stdout() -> None:
     "with the options below and show them, writing nothing.",
 )
 @click.option("-t", "--template", help="With --preview: template name or TOML file (default: detected).")
+@click.option("--chat-template", help="With --preview: as for build (chat data).")
+@click.option(
+    "--train-on", type=click.Choice(TRAIN_ON), default="assistant", help="With --preview: as for build."
+)
+@click.option("--role", "roles", multiple=True, metavar="NAME=ROLE", help="With --preview: as for build.")
 @click.option(
     "-f", "--field", "fields", multiple=True, metavar="NAME=PATH", help="With --preview: as for build."
 )
@@ -215,6 +224,7 @@ def inspect(
     sftprep inspect packed/ -i 3 --unpack      a packed row's examples, one by one
     sftprep inspect out/ --format json | jq .input_ids
     sftprep inspect --preview data.jsonl -t qa --tokenizer tokenizer.json
+    sftprep inspect --preview chat.jsonl --chat-template chatml --tokenizer smollm/
     """
     _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options)
     if unpack and stats:
@@ -238,6 +248,7 @@ def inspect(
         format=output_format,
         look=look,
         unpack=unpack,
+        tokenizer=None if preview else tokenizer,
     )
     try:
         rows, tok = _open(out, preview, tokenizer, build_options, with_tokenizer=not stats)
@@ -298,6 +309,7 @@ def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any
         tokenizer=tokenizer,
         fields=parse_assignments(options.pop("fields"), "--field"),
         variables=parse_assignments(options.pop("variables"), "--var"),
+        roles=parse_assignments(options.pop("roles"), "--role"),
         **options,
     )
     rows, tok, notes = view.preview(config, records)

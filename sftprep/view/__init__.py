@@ -16,10 +16,11 @@ Views (all rich ``Text``, plain when ``Look.colour`` is off)::
 
 Packed rows (``--pack``) show where each example starts, padding shows as
 one ``<pad×N>``, and ``InspectOptions.unpack`` shows a packed row as the rows
-an unpacked build writes. Columns this package does not know ride along in
-``Row.extra``: per-position lists become extra columns of the token table,
-other values are shown in the row header, and both go into the JSON output as
-they are.
+an unpacked build writes. Chat rows show each message behind its role
+(:mod:`sftprep.view.turns` finds them). Columns this package does not know
+ride along in ``Row.extra``: per-position lists become extra columns of the
+token table, other values are shown in the row header, and both go into the
+JSON output as they are.
 
 One concern a module:
 
@@ -34,6 +35,7 @@ One concern a module:
     exploded exploded rows, grouped by example
     export   rows as JSON
     stats    ``--stats``
+    turns    chat rows' messages and roles, from their records rendered again
     command  :func:`inspect`: everything the command prints
 """
 
@@ -49,6 +51,7 @@ from sftprep.view.source import Rows, open_rows, view_tokenizer
 from sftprep.view.stats import compute_stats, histogram, stats_view
 from sftprep.view.table import token_lines
 from sftprep.view.text import text_view
+from sftprep.view.turns import Turns, open_turns
 
 __all__ = [
     "CLOSE",
@@ -65,6 +68,7 @@ __all__ = [
     "Rows",
     "Selection",
     "Turn",
+    "Turns",
     "choose",
     "compute_stats",
     "escape_piece",
@@ -74,6 +78,7 @@ __all__ = [
     "inspect",
     "merge_exploded",
     "open_rows",
+    "open_turns",
     "parse_index",
     "parse_source",
     "preview",

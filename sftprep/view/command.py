@@ -20,6 +20,7 @@ from sftprep.view.source import Rows
 from sftprep.view.stats import compute_stats, stats_view
 from sftprep.view.table import token_lines
 from sftprep.view.text import text_view
+from sftprep.view.turns import Turns, open_turns
 
 VIEWS = ("text", "tokens", "stats")
 FORMATS = ("text", "json")
@@ -36,6 +37,8 @@ class InspectOptions:
         look: colour and width.
         unpack: show each example of a packed row as the row an unpacked build writes
             (only the examples that pass the source, line and flag filters).
+        tokenizer: the tokenizer to render chat records again with, to find the roles of
+            their messages (default: the build's; see :mod:`sftprep.view.turns`).
     """
 
     selection: Selection = field(default_factory=Selection)
@@ -43,6 +46,7 @@ class InspectOptions:
     format: str = "text"
     look: Look = field(default_factory=Look)
     unpack: bool = False
+    tokenizer: str | None = None
 
 
 def inspect(
@@ -68,26 +72,44 @@ def inspect(
             yield from stats_view(stats, look)
         return
     pieces = Pieces(tokenizer)
+    turns = open_turns(rows, options.tokenizer, say)
     shown = 0
-    for group in fetch(rows, choose(rows, sel), sel.index):
-        shown += 1
-        if rows.mode == "exploded":
-            if options.format == "json":
-                yield from (json.dumps(row_json(row, pieces), ensure_ascii=False) for row in group)
-            elif options.view == "tokens":
-                yield from token_lines(merge_exploded(group), pieces, look, span_title(group))
-            else:
-                yield from exploded_view(group, pieces, look)
-            continue
-        for row in _unpacked(group[0], rows, sel) if options.unpack else group:
-            if options.format == "json":
-                yield json.dumps(row_json(row, pieces), ensure_ascii=False)
-            elif options.view == "tokens":
-                yield from token_lines(row, pieces, look)
-            else:
-                yield from text_view(row, pieces, look)
+    try:
+        for group in fetch(rows, choose(rows, sel), sel.index):
+            shown += 1
+            yield from _group(group, rows, options, pieces, turns)
+    finally:
+        if turns is not None:
+            turns.close()
     if not shown:
         say(f"{rows.name}: no rows match")
+
+
+def _group(
+    group: list[Row], rows: Rows, options: InspectOptions, pieces: Pieces, turns: Turns | None
+) -> Iterator[Text | str]:
+    """The lines of one chosen example: its row, its exploded rows, or a packed row's examples."""
+    look = options.look
+    if rows.mode == "exploded":
+        if options.format == "json":
+            yield from (json.dumps(row_json(row, pieces), ensure_ascii=False) for row in group)
+        elif options.view == "tokens":
+            whole = merge_exploded(group)
+            if turns is not None:
+                turns.apply(whole)
+            yield from token_lines(whole, pieces, look, span_title(group))
+        else:
+            yield from exploded_view(group, pieces, look)
+        return
+    for row in _unpacked(group[0], rows, options.selection) if options.unpack else group:
+        if turns is not None:
+            turns.apply(row)
+        if options.format == "json":
+            yield json.dumps(row_json(row, pieces), ensure_ascii=False)
+        elif options.view == "tokens":
+            yield from token_lines(row, pieces, look)
+        else:
+            yield from text_view(row, pieces, look)
 
 
 def _unpacked(row: Row, rows: Rows, sel: Selection) -> list[Row]:

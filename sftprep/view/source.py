@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from tokenizers import Tokenizer
@@ -21,6 +21,9 @@ from sftprep.build import MANIFEST
 from sftprep.errors import ConfigError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+
+if TYPE_CHECKING:
+    from sftprep.view.turns import Turns
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Rows:
         memory: the record batches of a preview.
         directory: the output directory (where a saved ``tokenizer.json`` lives).
         columns: the column names of the rows.
+        turns: how to find chat rows' messages, when known without the manifest (a preview).
     """
 
     name: str
@@ -44,6 +48,7 @@ class Rows:
     memory: list[pa.RecordBatch] | None = None
     directory: Path | None = None
     columns: list[str] = field(default_factory=list)
+    turns: Turns | None = None
 
     @property
     def mode(self) -> str:
