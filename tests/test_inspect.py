@@ -1058,7 +1058,7 @@ def test_readme_shows_the_current_output():
     """The README's "Inspecting a build" examples are the golden outputs, verbatim."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Inspecting a build") :]
-    for name in ("qa-gpt2.txt", "qa-gpt2-tokens.txt"):
+    for name in ("qa-gpt2.txt", "qa-gpt2-tokens.txt", "qa-gpt2-packed.txt", "chat-phi3.txt"):
         assert (GOLDEN / name).read_text(encoding="utf-8") in section, name
 
 
