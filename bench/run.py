@@ -84,6 +84,7 @@ class Measured:
     peak_rss: int | None = None
     max_rss: int | None = None
     other_cpu: float | None = None
+    cpu_seconds: float | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -352,7 +353,10 @@ def run_route(route: Route, env: dict[str, str], logs: Path, args: argparse.Name
         _cleanup(route)
         return measured
     measured.seconds, measured.rows, measured.tokens = report["seconds"], report["rows"], report["tokens"]
-    measured.detail = {k: v for k, v in report.items() if k not in ("seconds", "rows", "tokens")}
+    measured.cpu_seconds = report.get("cpu_seconds")
+    measured.detail = {
+        k: v for k, v in report.items() if k not in ("seconds", "rows", "tokens", "cpu_seconds")
+    }
     measured.written_tokens = measured.tokens
     if route.kind == "exploded" and route.output is not None:
         measured.written_tokens = exploded_written_tokens(route.output)
@@ -398,7 +402,7 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
     best_map = max(maps, key=lambda m: m.rate("rows") or 0.0) if maps else None
     shifted = results.get("sftprep-shifted")
     header = (
-        f"{'route':<46} {'rows':>8} {'tokens':>11} {'work s':>7} {'wall s':>7} {'rows/s':>8} "
+        f"{'route':<46} {'rows':>8} {'tokens':>11} {'work s':>7} {'cpu s':>6} {'wall s':>7} {'rows/s':>8} "
         f"{'tok/s':>7} {'MB/s in':>7} {'peak mem':>9} {'x limit':>7} {'x map':>6} {'busy':>5}"
     )
     lines = [header, "-" * len(header)]
@@ -415,7 +419,8 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
             tokens = m.tokens
         tok_rate = tokens / m.seconds if tokens is not None and m.seconds else None
         lines.append(
-            f"{m.label:<46} {m.rows:>8,} {tokens:>11,} {m.seconds:>7.2f} {m.wall:>7.2f} "
+            f"{m.label:<46} {m.rows:>8,} {tokens:>11,} {m.seconds:>7.2f} {_fmt(m.cpu_seconds, '.1f'):>6} "
+            f"{m.wall:>7.2f} "
             f"{_fmt(m.rate('rows'), ',.0f'):>8} {_fmt(tok_rate and tok_rate / 1e6, '.2f') + 'M':>7} "
             f"{_fmt(m.rate('bytes') and m.rate('bytes') / 1e6, '.1f'):>7} "
             f"{_fmt(m.peak_pss and m.peak_pss / MiB, ',.0f') + ' MiB':>9} "
@@ -425,6 +430,7 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
         "",
         "work s: the route's own timer after its imports (the limit times only encode_batch_fast over texts",
         "already in memory; datasets.map times tokenizer + load_dataset + map; sftprep times the whole build).",
+        "cpu s: CPU time the route used in that time, its worker processes and threads included.",
         "wall s: the whole process. tok/s: tokens in the rows written (sftprep and map count the EOS; exploded:",
         "every written id, prefixes included). peak mem: resident memory summed over the route's processes",
         "(PSS, so pages forked workers share count once; sampled every 0.1 s), or the largest process's peak",
