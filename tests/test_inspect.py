@@ -714,6 +714,9 @@ def test_packed_chat_rows_show_roles_per_example(chat_build):
     assert len(examples) == len(ds[0]["seq_lengths"])
     for (rule, text), line in zip(examples, ds[0]["source_line"], strict=True):
         assert [role for role, _ in split_turns(text)] == roles[line - 1], rule
+    for width, args in ((80, []), (80, ["--tokens"]), (80, ["--unpack"]), (40, []), (40, ["--unpack"])):
+        lines = run(out, "-n", 2, "--width", width, *args).stdout.splitlines()  # rules and gutters fold
+        assert max(cell_len(line) for line in lines) <= width, (width, args)
     unpacked, _ = chat_build("smollm-135m-chatml", max_length=256)
     plain = {
         o["source_line"]: o
