@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 
@@ -117,7 +117,7 @@ class _Rejects:
     def __init__(self, config: BuildConfig, directory: Path):
         self.config = config
         self.path = directory / REJECTS
-        self.file = None
+        self.file: TextIO | None = None
         self.counts: Counter[str] = Counter()
         self.limit, self.rate = parse_max_errors(config.max_errors) if config.max_errors else (None, None)
 

@@ -409,6 +409,7 @@ def bind_template(
         and len(record[pair]) == 2
     )
     if use_pair:
+        assert pair is not None
         src, tgt = list(record[pair])
         paths = {"source": f"{pair}.{src}", "target": f"{pair}.{tgt}"}
         for name, code in (("source_lang", src), ("target_lang", tgt)):
