@@ -131,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra argument for the exploded build (e.g. to raise its size budget)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per route; the fastest counts (1)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="run a route again when other processes kept the CPU busy meanwhile, up to this many times (2)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a route is killed")
     parser.add_argument(
         "--quiet-wait",
@@ -375,19 +381,41 @@ def _last_json(text: str) -> dict[str, Any] | None:
     return None
 
 
+def _quiet(m: Measured) -> bool:
+    return m.other_cpu is None or m.other_cpu <= SHARED_CPU
+
+
+def _better(new: Measured, old: Measured | None) -> bool:
+    """Prefer runs that had the machine to themselves, then the faster run."""
+    if old is None or old.seconds is None:
+        return True
+    if new.seconds is None:
+        return False
+    if _quiet(new) != _quiet(old):
+        return _quiet(new)
+    return new.seconds < old.seconds
+
+
 def run_table(routes: list[Route], env, logs: Path, args) -> dict[str, Measured]:
-    """Every route ``--repeat`` times, round-robin so drift hits all alike; the fastest run wins."""
+    """Every route ``--repeat`` times, round-robin so drift hits all alike.
+
+    A run during which other processes kept the CPU busy is run again (up to
+    ``--retries`` times); the fastest run that had the machine to itself counts.
+    """
     best: dict[str, Measured] = {}
     for round_ in range(args.repeat):
         for route in routes:
             tag = f"[{round_ + 1}/{args.repeat}] " if args.repeat > 1 else ""
-            print(f"  {tag}{route.label} ...", end="", flush=True, file=sys.stderr)
-            m = run_route(route, env, logs, args)
-            busy = f" (others kept {m.other_cpu:.2f} cores busy)" if (m.other_cpu or 0) > SHARED_CPU else ""
-            print(f" {m.seconds:.2f} s{busy}" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
-            old = best.get(route.key)
-            if old is None or old.seconds is None or (m.seconds is not None and m.seconds < old.seconds):
-                best[route.key] = m
+            for attempt in range(1 + args.retries):
+                again = f" (again: the machine was busy, {attempt}/{args.retries})" if attempt else ""
+                print(f"  {tag}{route.label}{again} ...", end="", flush=True, file=sys.stderr)
+                m = run_route(route, env, logs, args)
+                busy = "" if _quiet(m) else f" (others kept {m.other_cpu:.2f} cores busy)"
+                print(f" {m.seconds:.2f} s{busy}" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
+                if _better(m, best.get(route.key)):
+                    best[route.key] = m
+                if m.error or _quiet(m):
+                    break
     return best
 
 
