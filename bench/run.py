@@ -589,7 +589,7 @@ def memory_lines(memory: dict[str, Any]) -> list[str]:
             f"  {rows:>10,} rows: {m['input_bytes'] / 1e6:>7,.0f} MB in, {m['tokens']:>12,} tokens, "
             f"{m['seconds']:>7.1f} s, {m['tokens'] / m['seconds'] / 1e6:.2f}M tok/s, peak mem "
             f"{m['peak_pss'] / MiB:,.0f} MiB (RSS summed {m['peak_rss'] / MiB:,.0f} MiB, largest process "
-            f"{m['max_rss'] / MiB:,.0f} MiB)"
+            f"{m['max_rss'] / MiB:,.0f} MiB), busy {_fmt(m['other_cpu'], '.2f')}"
         )
     if memory.get("ratio") is not None:
         lines.append(f"  ratio {memory['ratio']:.2f} (target <= {MEMORY_GROWTH}, and under 1 GiB)")
