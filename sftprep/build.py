@@ -10,6 +10,8 @@ writing happen here, in order, in this process.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
 import json
@@ -211,7 +213,8 @@ def run_build(
         stream = _Stream(config, info, (template, chat_spec), staged.path, rejects, progress)
         stream.inputs_size = inputs.total_bytes()
         try:
-            stream.run(inputs.records())
+            with _fewer_gc_pauses():
+                stream.run(inputs.records())
         finally:
             rejects.close()
         counts = stream.counts
@@ -223,6 +226,25 @@ def run_build(
         write_json(staged.path / MANIFEST, manifest)
         staged.commit()
     return BuildResult(Path(config.output), manifest)
+
+
+@contextlib.contextmanager
+def _fewer_gc_pauses() -> Iterator[None]:
+    """Collect garbage less often during the stream (restored afterwards).
+
+    A build allocates millions of short-lived objects (token lists, records)
+    but creates no reference cycles worth chasing; the default thresholds made
+    the cyclic collector take about 7% of a build. Freezing what exists moves
+    the start-up objects (tokenizer, templates) out of every collection.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class _Stream:

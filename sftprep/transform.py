@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sftprep.chat import ChatEncoder, ChatTemplate, load_chat_template, shipped_chat_templates
 from sftprep.chat_formats import Conversation, detect_format, to_messages
@@ -163,7 +164,7 @@ class ChatTransform(BatchTransform):
 def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
     if mode == "exploded":
         return sum(b.num_rows for b in batches)
-    return sum(int(pa.compute.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
+    return sum(int(pc.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
 
 
 @dataclass
