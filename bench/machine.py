@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("sftprep", "tokenizers", "pyarrow", "numpy", "datasets", "transformers")
+PACKAGES = ("sftprep", "tokenizers", "pyarrow", "numpy", "datasets", "transformers", "trl", "torch")
 
 
 def _cpu_model() -> str:

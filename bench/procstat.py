@@ -74,8 +74,8 @@ def busy_seconds() -> float | None:
     return (sum(fields) - idle - steal_guest) / _TICK
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid for every process (``/proc/PID/stat`` field 4)."""
+def _parents() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, CPU clock ticks used so far) for every process (``/proc/PID/stat``)."""
     table = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -87,7 +87,8 @@ def _parents() -> dict[int, int]:
             continue  # it exited while we looked
         # The command name (field 2) may hold spaces and ")": split after the last ")".
         fields = stat[stat.rfind(b")") + 2 :].split()
-        table[int(entry.name)] = int(fields[1])
+        # Fields 4 (ppid), 14 (utime) and 15 (stime), counted from 3 after the name.
+        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     return table
 
 
@@ -108,12 +109,17 @@ def _memory(pid: int) -> tuple[int, int | None]:
     return rss, None
 
 
-def tree_memory(root: int) -> tuple[int, int]:
-    """Summed (RSS, PSS) bytes of ``root`` and all its descendants; PSS falls back to RSS."""
+def tree_memory(root: int) -> tuple[int, int, dict[int, int]]:
+    """Summed RSS and PSS bytes of ``root`` and its descendants, and each one's CPU ticks.
+
+    PSS falls back to RSS where it cannot be read.
+    """
+    table = _parents()
     children: dict[int, list[int]] = {}
-    for pid, ppid in _parents().items():
+    for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     rss_total = pss_total = 0
+    cpu: dict[int, int] = {}
     stack = [root]
     while stack:
         pid = stack.pop()
@@ -121,7 +127,9 @@ def tree_memory(root: int) -> tuple[int, int]:
         rss, pss = _memory(pid)
         rss_total += rss
         pss_total += rss if pss is None else pss
-    return rss_total, pss_total
+        if pid in table:
+            cpu[pid] = table[pid][1]
+    return rss_total, pss_total, cpu
 
 
 class _Sampler(threading.Thread):
@@ -133,12 +141,16 @@ class _Sampler(threading.Thread):
         self.interval = interval
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.peak_rss = self.peak_pss = 0
+        # CPU ticks last seen per process of the tree: workers that their parent
+        # never waits for are missing from its rusage, but not from here.
+        self.cpu: dict[int, int] = {}
         self.timed_out = False
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            rss, pss = tree_memory(self.pid)
+            rss, pss, cpu = tree_memory(self.pid)
+            self.cpu.update(cpu)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self.timed_out = True
@@ -185,7 +197,7 @@ def run_measured(
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
     other = None
     if busy_before is not None and busy_after is not None and wall > 0:
-        own = usage.ru_utime + usage.ru_stime
+        own = max(usage.ru_utime + usage.ru_stime, sum(sampler.cpu.values()) / _TICK)
         other = max(0.0, (busy_after - busy_before - own) / wall)
     return ProcResult(
         returncode=proc.returncode,

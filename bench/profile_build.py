@@ -34,15 +34,20 @@ import datagen  # noqa: E402 - bench/ is a folder of scripts, not a package
 
 DEFAULT_TOKENIZER = HERE.parent.parent / "shared" / "tokenizers" / "gpt2"
 
+OUTSIDE = "outside sftprep (interpreter start-up and exit, idle)"
+
 # Stages by the module of the deepest sftprep frame of a sample.
 MODULE_STAGES = {
     "readers.py": "reading + JSON parsing (readers.py)",
     "templates.py": "templating (templates.py)",
     "encode.py": "per-row Python in encode.py (split, EOS, lists -> numpy)",
+    "boundary.py": "prompt/target boundary from token lengths (boundary.py)",
+    "chat.py": "chat transform (chat.py)",
     "labels.py": "labels + Arrow arrays (labels.py)",
     "writer.py": "Arrow IPC writing, sha256 of shards (writer.py)",
     "tokenizer.py": "loading the tokenizer (tokenizer.py)",
-    "build.py": "build loop: batching, render loop, counts (build.py)",
+    "build.py": "build loop: batching, counts (build.py)",
+    "transform.py": "batch transform: render loop, rejects, counts (transform.py)",
     "parallel.py": "worker pool: submit, pickling, waiting (parallel.py)",
     "packing.py": "packing (packing.py)",
     "cli.py": "cli.py",
@@ -67,6 +72,8 @@ def classify(frames: list[str], package_root: str) -> str:
     if "_find_and_load" in stack:
         if "_features_dict (sftprep/writer.py" in stack:
             return "importing datasets for the schema (writer._features_dict)"
+        if "<module> (pandas/" in stack:
+            return "importing pandas (pyarrow does, on its first pa.array of a numpy array)"
         return "imports at start-up"
     if "gc_collect_main" in stack:
         return "Python's cyclic garbage collector"
@@ -74,7 +81,7 @@ def classify(frames: list[str], package_root: str) -> str:
         return "freeing tokenizers Encoding objects"
     deepest = max((i for i, f in enumerate(frames) if "sftprep/" in f), default=None)
     if deepest is None:
-        return "outside sftprep (interpreter start-up and exit, idle)"
+        return OUTSIDE
     frame = frames[deepest]
     line = _source_line(package_root, frame)
     if ".encode_batch" in line:
@@ -93,17 +100,33 @@ def summarize(raw: Path, package_root: str) -> dict[str, Counter[str]]:
             continue
         stack, _, count = text.rpartition(" ")
         frames = stack.split(";")
-        process = "main"
-        if frames and frames[0].startswith("process "):
-            process, frames = frames[0].split(":")[0], frames[1:]
-        by_process.setdefault(process, Counter())[classify(frames, package_root)] += int(count)
+        # With --subprocesses and --threads, py-spy starts a stack with its process
+        # chain (parent first) and thread; the last process and the thread name it.
+        process, thread = "main", ""
+        while frames and frames[0].startswith(("process ", "thread ")):
+            head = frames.pop(0)
+            if head.startswith("process "):
+                process = head.split(":")[0]
+            else:
+                # "thread (20806): MainThread"; before its threading module starts, "thread (20806)".
+                name = head.partition(":")[2].strip() or "MainThread"
+                thread = f" {name}"
+        key = process + thread
+        by_process.setdefault(key, Counter())[classify(frames, package_root)] += int(count)
     return by_process
 
 
 def report(by_process: dict[str, Counter[str]], rate: int) -> list[str]:
+    """Per process and thread, the share of its samples in each stage.
+
+    Threads that only wait (the worker pool's helper threads) are left out:
+    every one of their samples is "outside sftprep".
+    """
     lines = []
     for process, stages in sorted(by_process.items(), key=lambda kv: -sum(kv[1].values())):
         total = sum(stages.values())
+        if stages[OUTSIDE] > 0.95 * total:
+            continue
         lines.append(f"{process}: {total} samples, about {total / rate:.1f} s of wall time")
         for stage, n in stages.most_common():
             lines.append(f"  {100 * n / total:5.1f}%  {n / rate:6.2f} s  {stage}")
@@ -165,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             str(raw),
         ]
         if args.workers > 1:
-            spy.append("--subprocesses")
+            spy += ["--subprocesses", "--threads"]
         start = time.perf_counter()
         done = subprocess.run([*spy, "--", *build], capture_output=True, text=True, cwd=HERE)
         wall = time.perf_counter() - start

@@ -32,10 +32,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have been waited for (workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -70,12 +77,12 @@ def route_raw(args: argparse.Namespace) -> None:
     del prompts, completions
     tok = _load_tokenizer(args.tokenizer)
     tokens = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu()
     for i in range(0, len(texts), args.batch_size):
         for encoding in tok.encode_batch_fast(texts[i : i + args.batch_size], add_special_tokens=True):
             tokens += len(encoding.ids)
-    seconds = time.perf_counter() - start
-    _emit({"seconds": seconds, "rows": len(texts), "tokens": tokens})
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu_start
+    _emit({"seconds": seconds, "cpu_seconds": cpu, "rows": len(texts), "tokens": tokens})
 
 
 # --- the datasets.map route -------------------------------------------------------------
@@ -141,7 +148,7 @@ def route_map(args: argparse.Namespace) -> None:
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu()
     tok, tokenizer_kind = _processing_class(args.tokenizer, args.eos_token)
     ds = datasets.load_dataset("json", data_files=args.input, split="train", cache_dir=args.cache_dir)
     if args.style == "trl":
@@ -154,10 +161,18 @@ def route_map(args: argparse.Namespace) -> None:
             batched=True,
             num_proc=args.num_proc,
         )
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu_start
     lengths = pc.list_value_length(ds.data.table.column("input_ids"))
     tokens = int(pc.sum(lengths).as_py() or 0)
-    _emit({"seconds": seconds, "rows": len(ds), "tokens": tokens, "tokenizer": tokenizer_kind})
+    _emit(
+        {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "rows": len(ds),
+            "tokens": tokens,
+            "tokenizer": tokenizer_kind,
+        }
+    )
 
 
 def route_trl(args: argparse.Namespace) -> None:
@@ -183,17 +198,17 @@ def route_trl(args: argparse.Namespace) -> None:
         max_length=None,
         dataset_num_proc=args.num_proc,
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu()
     tok = PreTrainedTokenizerFast(
         tokenizer_file=tokenizer_file, eos_token=args.eos_token, pad_token=args.eos_token
     )
     ds = datasets.load_dataset("json", data_files=args.input, split="train", cache_dir=args.cache_dir)
     trainer = SFTTrainer(model=model, args=config, train_dataset=ds, processing_class=tok)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu_start
     prepared = trainer.train_dataset
     lengths = pc.list_value_length(prepared.data.table.column("input_ids"))
     tokens = int(pc.sum(lengths).as_py() or 0)
-    _emit({"seconds": seconds, "rows": len(prepared), "tokens": tokens, "tokenizer": "TRL SFTTrainer"})
+    _emit({"seconds": seconds, "cpu_seconds": cpu, "rows": len(prepared), "tokens": tokens})
 
 
 # --- sftprep ----------------------------------------------------------------------------
@@ -202,13 +217,13 @@ def route_trl(args: argparse.Namespace) -> None:
 def route_sftprep(args: argparse.Namespace) -> None:
     from sftprep.cli import main
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu()
     try:
         main(["build", *args.build_args])
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu_start
     if code:
         _emit({"seconds": seconds, "error": f"sftprep build exited with {code}"})
         sys.exit(code)
@@ -218,6 +233,7 @@ def route_sftprep(args: argparse.Namespace) -> None:
     _emit(
         {
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "rows": counts["rows_written"],
             "examples": counts["examples_written"],
             "tokens": counts["tokens"],

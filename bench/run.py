@@ -84,6 +84,7 @@ class Measured:
     peak_rss: int | None = None
     max_rss: int | None = None
     other_cpu: float | None = None
+    cpu_seconds: float | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -130,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra argument for the exploded build (e.g. to raise its size budget)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per route; the fastest counts (1)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="run a route again when other processes kept the CPU busy meanwhile, up to this many times (2)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a route is killed")
     parser.add_argument(
         "--quiet-wait",
@@ -352,7 +359,10 @@ def run_route(route: Route, env: dict[str, str], logs: Path, args: argparse.Name
         _cleanup(route)
         return measured
     measured.seconds, measured.rows, measured.tokens = report["seconds"], report["rows"], report["tokens"]
-    measured.detail = {k: v for k, v in report.items() if k not in ("seconds", "rows", "tokens")}
+    measured.cpu_seconds = report.get("cpu_seconds")
+    measured.detail = {
+        k: v for k, v in report.items() if k not in ("seconds", "rows", "tokens", "cpu_seconds")
+    }
     measured.written_tokens = measured.tokens
     if route.kind == "exploded" and route.output is not None:
         measured.written_tokens = exploded_written_tokens(route.output)
@@ -371,19 +381,41 @@ def _last_json(text: str) -> dict[str, Any] | None:
     return None
 
 
+def _quiet(m: Measured) -> bool:
+    return m.other_cpu is None or m.other_cpu <= SHARED_CPU
+
+
+def _better(new: Measured, old: Measured | None) -> bool:
+    """Prefer runs that had the machine to themselves, then the faster run."""
+    if old is None or old.seconds is None:
+        return True
+    if new.seconds is None:
+        return False
+    if _quiet(new) != _quiet(old):
+        return _quiet(new)
+    return new.seconds < old.seconds
+
+
 def run_table(routes: list[Route], env, logs: Path, args) -> dict[str, Measured]:
-    """Every route ``--repeat`` times, round-robin so drift hits all alike; the fastest run wins."""
+    """Every route ``--repeat`` times, round-robin so drift hits all alike.
+
+    A run during which other processes kept the CPU busy is run again (up to
+    ``--retries`` times); the fastest run that had the machine to itself counts.
+    """
     best: dict[str, Measured] = {}
     for round_ in range(args.repeat):
         for route in routes:
             tag = f"[{round_ + 1}/{args.repeat}] " if args.repeat > 1 else ""
-            print(f"  {tag}{route.label} ...", end="", flush=True, file=sys.stderr)
-            m = run_route(route, env, logs, args)
-            busy = f" (others kept {m.other_cpu:.2f} cores busy)" if (m.other_cpu or 0) > SHARED_CPU else ""
-            print(f" {m.seconds:.2f} s{busy}" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
-            old = best.get(route.key)
-            if old is None or old.seconds is None or (m.seconds is not None and m.seconds < old.seconds):
-                best[route.key] = m
+            for attempt in range(1 + args.retries):
+                again = f" (again: the machine was busy, {attempt}/{args.retries})" if attempt else ""
+                print(f"  {tag}{route.label}{again} ...", end="", flush=True, file=sys.stderr)
+                m = run_route(route, env, logs, args)
+                busy = "" if _quiet(m) else f" (others kept {m.other_cpu:.2f} cores busy)"
+                print(f" {m.seconds:.2f} s{busy}" if m.seconds else f" FAILED ({m.error})", file=sys.stderr)
+                if _better(m, best.get(route.key)):
+                    best[route.key] = m
+                if m.error or _quiet(m):
+                    break
     return best
 
 
@@ -398,7 +430,7 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
     best_map = max(maps, key=lambda m: m.rate("rows") or 0.0) if maps else None
     shifted = results.get("sftprep-shifted")
     header = (
-        f"{'route':<46} {'rows':>8} {'tokens':>11} {'work s':>7} {'wall s':>7} {'rows/s':>8} "
+        f"{'route':<46} {'rows':>8} {'tokens':>11} {'work s':>7} {'cpu s':>6} {'wall s':>7} {'rows/s':>8} "
         f"{'tok/s':>7} {'MB/s in':>7} {'peak mem':>9} {'x limit':>7} {'x map':>6} {'busy':>5}"
     )
     lines = [header, "-" * len(header)]
@@ -415,7 +447,8 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
             tokens = m.tokens
         tok_rate = tokens / m.seconds if tokens is not None and m.seconds else None
         lines.append(
-            f"{m.label:<46} {m.rows:>8,} {tokens:>11,} {m.seconds:>7.2f} {m.wall:>7.2f} "
+            f"{m.label:<46} {m.rows:>8,} {tokens:>11,} {m.seconds:>7.2f} {_fmt(m.cpu_seconds, '.1f'):>6} "
+            f"{m.wall:>7.2f} "
             f"{_fmt(m.rate('rows'), ',.0f'):>8} {_fmt(tok_rate and tok_rate / 1e6, '.2f') + 'M':>7} "
             f"{_fmt(m.rate('bytes') and m.rate('bytes') / 1e6, '.1f'):>7} "
             f"{_fmt(m.peak_pss and m.peak_pss / MiB, ',.0f') + ' MiB':>9} "
@@ -425,6 +458,7 @@ def table_lines(results: dict[str, Measured]) -> list[str]:
         "",
         "work s: the route's own timer after its imports (the limit times only encode_batch_fast over texts",
         "already in memory; datasets.map times tokenizer + load_dataset + map; sftprep times the whole build).",
+        "cpu s: CPU time the route used in that time, its worker processes and threads included.",
         "wall s: the whole process. tok/s: tokens in the rows written (sftprep and map count the EOS; exploded:",
         "every written id, prefixes included). peak mem: resident memory summed over the route's processes",
         "(PSS, so pages forked workers share count once; sampled every 0.1 s), or the largest process's peak",
@@ -458,14 +492,30 @@ def targets(results: dict[str, Measured], memory: dict[str, Any] | None) -> list
     limit, out = results.get("limit"), []
     maps = [m.rate("rows") for m in results.values() if m.kind == "map" and m.seconds]
     best_map = max((r for r in maps if r), default=None)
+    # TRL's own preparation (or its stand-in): the route users know, as the issue's figures are.
+    trl = [m.rate("rows") for k, m in results.items() if k.startswith(("trl-", "map-trl-")) and m.seconds]
+    best_trl = max((r for r in trl if r), default=None)
     for key in ("sftprep-shifted", "sftprep-hf"):
         m = results.get(key)
         if m is None or not m.seconds:
             continue
         x_limit = _ratio(m.rate("rows"), limit.rate("rows") if limit else None)
-        x_map = _ratio(m.rate("rows"), best_map)
         out.append(_target(f"1. {m.label} >= {LIMIT_RATIO}x limit", x_limit, LIMIT_RATIO))
-        out.append(_target(f"2. {m.label} >= {MAP_RATIO}x fastest datasets.map", x_map, MAP_RATIO))
+        out.append(
+            _target(
+                f"2. {m.label} >= {MAP_RATIO}x fastest datasets.map",
+                _ratio(m.rate("rows"), best_map),
+                MAP_RATIO,
+            )
+        )
+        if best_trl is not None:
+            out.append(
+                _target(
+                    f"2. {m.label} >= {MAP_RATIO}x TRL's preparation (faster num_proc)",
+                    _ratio(m.rate("rows"), best_trl),
+                    MAP_RATIO,
+                )
+            )
     if memory and memory.get("ratio") is not None:
         out.append(
             _target(
@@ -555,7 +605,7 @@ def memory_lines(memory: dict[str, Any]) -> list[str]:
             f"  {rows:>10,} rows: {m['input_bytes'] / 1e6:>7,.0f} MB in, {m['tokens']:>12,} tokens, "
             f"{m['seconds']:>7.1f} s, {m['tokens'] / m['seconds'] / 1e6:.2f}M tok/s, peak mem "
             f"{m['peak_pss'] / MiB:,.0f} MiB (RSS summed {m['peak_rss'] / MiB:,.0f} MiB, largest process "
-            f"{m['max_rss'] / MiB:,.0f} MiB)"
+            f"{m['max_rss'] / MiB:,.0f} MiB), busy {_fmt(m['other_cpu'], '.2f')}"
         )
     if memory.get("ratio") is not None:
         lines.append(f"  ratio {memory['ratio']:.2f} (target <= {MEMORY_GROWTH}, and under 1 GiB)")

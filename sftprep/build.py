@@ -16,6 +16,8 @@ records are cut into batches of ``--batch-size`` as always, and batch ``k``
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
 import json
@@ -23,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 
@@ -165,7 +167,7 @@ class _Rejects:
     def __init__(self, config: BuildConfig, directory: Path):
         self.config = config
         self.path = directory / REJECTS
-        self.file = None
+        self.file: TextIO | None = None
         self.counts: Counter[str] = Counter()
         self.limit, self.rate = parse_max_errors(config.max_errors) if config.max_errors else (None, None)
 
@@ -259,7 +261,8 @@ def run_build(
         stream = _Stream(config, info, (template, chat_spec), staged, rejects, progress)
         stream.inputs_size = inputs.total_bytes()
         try:
-            stream.run(inputs.records())
+            with _fewer_gc_pauses():
+                stream.run(inputs.records())
         finally:
             rejects.close()
         counts = stream.counts
@@ -273,6 +276,25 @@ def run_build(
         staged.commit()
     local = storage.local_path(config.output)
     return BuildResult(Path(local) if local is not None else config.output, manifest)
+
+
+@contextlib.contextmanager
+def _fewer_gc_pauses() -> Iterator[None]:
+    """Collect garbage less often during the stream (restored afterwards).
+
+    A build allocates millions of short-lived objects (token lists, records)
+    but creates no reference cycles worth chasing; the default thresholds made
+    the cyclic collector take about 7% of a build. Freezing what exists moves
+    the start-up objects (tokenizer, templates) out of every collection.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class _Stream:

@@ -42,7 +42,14 @@ from sftprep.chat_template import (
 )
 
 # Both encoders reject a row with a reason code, or drop it under --truncation drop.
-from sftprep.encode import TRUNCATE_DROP, TRUNCATE_TARGET, EncodedBatch, EncodeOptions, _Dropped, _Rejected
+from sftprep.encode import (
+    TRUNCATE_DROP,
+    TRUNCATE_TARGET,
+    EncodedBatch,
+    EncodeOptions,
+    RowDropped,
+    RowRejected,
+)
 from sftprep.errors import ConfigError, RecordError, TemplateError
 from sftprep.tokenizer import TokenizerInfo
 
@@ -157,11 +164,11 @@ class _Tokens:
         t0 = int(np.searchsorted(self.ends, start, side="right"))  # first token ending after start
         if t0 < len(self.starts) and self.starts[t0] < start:
             if self.text[start : min(int(self.ends[t0]), end)].strip():
-                raise _Rejected("span_token_merge", self._merge(t0, start, what))
+                raise RowRejected("span_token_merge", self._merge(t0, start, what))
             t0 += 1  # e.g. phi-3's <|assistant|> took the content's leading spaces
         t1 = int(np.searchsorted(self.starts, end, side="left"))  # tokens starting before end
         if t1 > 0 and self.ends[t1 - 1] > end and self.text[end : int(self.ends[t1 - 1])].strip():
-            raise _Rejected("span_token_merge", self._merge(t1 - 1, end, what))
+            raise RowRejected("span_token_merge", self._merge(t1 - 1, end, what))
         return t0, max(t0, t1)
 
     def _merge(self, t: int, edge: int, what: str) -> str:
@@ -219,7 +226,7 @@ class ChatEncoder:
         for i, conversation in enumerate(conversations):
             try:
                 plans.append((i, self._plan(conversation)))
-            except _Rejected as exc:
+            except RowRejected as exc:
                 rejected.append((i, exc.reason, str(exc)))
         encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
         rows: list[tuple[int, np.ndarray, np.ndarray, bool]] = []
@@ -233,11 +240,11 @@ class ChatEncoder:
                     np.asarray(enc.ids, dtype=np.int32), trained, turns, counts
                 )
                 if not trained[1:].any():
-                    raise _Rejected(*self._nothing_trained(cut, len(enc.ids)))
-            except _Rejected as exc:
+                    raise RowRejected(*self._nothing_trained(cut, len(enc.ids)))
+            except RowRejected as exc:
                 rejected.append((i, exc.reason, str(exc)))
                 continue
-            except _Dropped:
+            except RowDropped:
                 dropped.append(i)
                 continue
             counts["truncated"] += cut
@@ -256,7 +263,7 @@ class ChatEncoder:
             enc = self.tok.encode(plan.text, add_special_tokens=False)
             tokens = _Tokens(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
-        except _Rejected as exc:
+        except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None
         bounds = [0, *(e if e is None else tokens.snap(e) for e in plan.ends[:-1]), len(plan.text)]
         ranges = iter(turns)
@@ -275,14 +282,14 @@ class ChatEncoder:
         except TemplateError:
             raise
         except Exception as exc:  # raise_exception, undefined values, type errors: this data
-            raise _Rejected(
+            raise RowRejected(
                 "template_error", f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from None
 
     def _plan(self, conversation: Conversation) -> _Plan:
         messages = list(conversation.messages)
         if not messages:
-            raise _Rejected("empty_conversation", "the conversation has no message")
+            raise RowRejected("empty_conversation", "the conversation has no message")
         self._check_text(conversation)
         trained = self._trained_messages(conversation)
         tools = conversation.tools
@@ -297,19 +304,21 @@ class ChatEncoder:
             if message["role"] == "assistant":
                 spans[k] = self._assistant_span(messages, k, tools, full, end[0])
         if self.train_on == "all" and not all(trained) and None in ends:
-            raise _Rejected("span_not_found", "cannot tell where each message ends: a prefix does not render")
+            raise RowRejected(
+                "span_not_found", "cannot tell where each message ends: a prefix does not render"
+            )
         plan = _Plan(full, trained, ends, soft, spans)
         if self.check_generation:
             text, plan.generation = self.template.generation_spans(messages, tools, self.variables)
             if text != full:  # only a template that reads the clock can do this
-                raise _Rejected(
+                raise RowRejected(
                     "template_not_prefix_stable", "the template rendered the conversation twice differently"
                 )
         return plan
 
     def _check_text(self, conversation: Conversation) -> None:
         if conversation.tools and not self.template.uses_tools:
-            raise _Rejected(
+            raise RowRejected(
                 "tools_not_rendered",
                 f"the conversation has tools but the chat template '{self.template.name}' never reads "
                 "'tools': the model would call functions it was never shown (use a template with tool "
@@ -320,7 +329,7 @@ class ChatEncoder:
         for k, message in enumerate(conversation.messages):
             found = self._controls.search(message["content"])
             if found:
-                raise _Rejected(
+                raise RowRejected(
                     "control_token_in_text",
                     f"message {k} ({message['role']}) contains the special token {found.group(0)!r}, "
                     "which would be tokenized as a control token, not as text",
@@ -337,11 +346,11 @@ class ChatEncoder:
         for k, message in enumerate(conversation.messages):
             empty = not message["content"].strip() and not message.get("tool_calls")
             if trained[k] and empty and roles[k] == "assistant":
-                raise _Rejected(
+                raise RowRejected(
                     "empty_assistant_turn", f"message {k} (assistant) is empty and would be trained"
                 )
         if not any(trained):
-            raise _Rejected(
+            raise RowRejected(
                 "no_trained_token",
                 f"nothing to train with train_on={self.train_on}: no assistant message, or weight 0 on all",
             )
@@ -363,7 +372,7 @@ class ChatEncoder:
                 longer = self._render(messages, tools, True)
             else:
                 shorter, longer = self._render(messages[: k + 1], tools, False), full
-        except _Rejected:
+        except RowRejected:
             if need and not last:
                 raise
             # Some templates refuse some prefixes (one with no user message); after the last
@@ -373,14 +382,14 @@ class ChatEncoder:
         # The message's text must lie in the part both renders share; if it is only beyond
         # it, the longer render changed it.
         if shorter is not None and end is not None and core in shorter and shorter.rfind(core, 0, end) < 0:
-            raise _Rejected(
+            raise RowRejected(
                 "template_not_prefix_stable",
                 f"message {k} ({message['role']}) renders differently once later messages follow: "
                 f"{shorter[end : end + 40]!r} becomes {longer[end : end + 40]!r} (the template rewrites "
                 "earlier turns, so no mask is exact)",
             )
         if core and core not in full:
-            raise _Rejected(
+            raise RowRejected(
                 "message_not_rendered",
                 f"message {k} ({message['role']}): its text is not in the rendered conversation "
                 f"(the template '{self.template.name}' drops or rewrites it)",
@@ -393,7 +402,7 @@ class ChatEncoder:
         header = self._render(messages[:k], tools, True)
         if not full.startswith(header):
             at = _common_prefix(header, full)
-            raise _Rejected(
+            raise RowRejected(
                 "template_not_prefix_stable",
                 f"message {k} (assistant): the conversation before it with the generation prompt renders "
                 f"{header[at : at + 40]!r} where the whole conversation has {full[at : at + 40]!r}",
@@ -403,7 +412,7 @@ class ChatEncoder:
         core = messages[k]["content"].strip()
         found = full.find(core, start, end) if core else start
         if found < 0 or end <= start:
-            raise _Rejected(
+            raise RowRejected(
                 "span_not_found",
                 f"message {k} (assistant): its text is not between its header (ending at character "
                 f"{start}) and the end of its turn (character {end})",
@@ -461,7 +470,7 @@ class ChatEncoder:
         if len(differ):
             t = int(differ[0])
             a, b = tokens.offsets[t]
-            raise _Rejected(
+            raise RowRejected(
                 "generation_mask_mismatch",
                 f"{len(differ)} token(s) differ from the template's {{% generation %}} mask, first token {t} "
                 f"({plan.text[a:b]!r}), which the tags {'do' if theirs[t] else 'do not'} mark",
@@ -474,7 +483,7 @@ class ChatEncoder:
         if limit is None or len(ids) <= limit:
             return ids, trained, False
         if policy == TRUNCATE_DROP:
-            raise _Dropped()
+            raise RowDropped()
         if policy == TRUNCATE_TARGET:  # keep the start; a turn across the cut goes whole
             cut = limit
             for t0, t1 in turns:

@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 
 from sftprep import view
-from sftprep.build import BuildConfig
+from sftprep.chat import TRAIN_ON
+from sftprep.config import BuildConfig
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import SftprepError
 from sftprep.labels import LABEL_STYLES, MODES
@@ -34,9 +35,12 @@ _PREVIEW_DEFAULTS: dict[str, Any] = {
     "markers": "text",
     "eos": None,
     "input_format": None,
+    "chat_template": None,
+    "train_on": "assistant",
+    "roles": (),
     "records": 100,
 }
-_FLAG_NAMES = {"fields": "--field", "variables": "--var"}
+_FLAG_NAMES = {"fields": "--field", "variables": "--var", "roles": "--role"}
 
 
 def _say(message: str) -> None:
@@ -113,6 +117,12 @@ def _silence_stdout() -> None:
 )
 @click.option("--stats", is_flag=True, help="Statistics of the build (of the selected rows, with filters).")
 @click.option(
+    "--unpack",
+    is_flag=True,
+    help="Packed builds: show each example of a row as the row an unpacked build writes "
+    "(with --source or --where, only the examples that match).",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(view.FORMATS),
@@ -144,6 +154,11 @@ def _silence_stdout() -> None:
     "with the options below and show them, writing nothing.",
 )
 @click.option("-t", "--template", help="With --preview: template name or TOML file (default: detected).")
+@click.option("--chat-template", help="With --preview: as for build (chat data).")
+@click.option(
+    "--train-on", type=click.Choice(TRAIN_ON), default="assistant", help="With --preview: as for build."
+)
+@click.option("--role", "roles", multiple=True, metavar="NAME=ROLE", help="With --preview: as for build.")
 @click.option(
     "-f", "--field", "fields", multiple=True, metavar="NAME=PATH", help="With --preview: as for build."
 )
@@ -185,6 +200,7 @@ def inspect(
     where,
     tokens,
     stats,
+    unpack,
     output_format,
     colour,
     width,
@@ -205,10 +221,16 @@ def inspect(
     sftprep inspect out/ --source qa.jsonl:17  the row built from line 17
     sftprep inspect out/ -w truncated -a       every truncated row
     sftprep inspect out/ --stats               lengths, trained fraction, counts
+    sftprep inspect packed/ -i 3 --unpack      a packed row's examples, one by one
     sftprep inspect out/ --format json | jq .input_ids
     sftprep inspect --preview data.jsonl -t qa --tokenizer tokenizer.json
+    sftprep inspect --preview chat.jsonl --chat-template chatml --tokenizer smollm/
     """
     _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options)
+    if unpack and stats:
+        raise click.UsageError(
+            "--unpack shows rows and --stats counts them (per example already): choose one"
+        )
     console = _Console(
         file=sys.stdout,
         width=width,
@@ -225,6 +247,8 @@ def inspect(
         view="stats" if stats else "tokens" if tokens else "text",
         format=output_format,
         look=look,
+        unpack=unpack,
+        tokenizer=None if preview else tokenizer,
     )
     try:
         rows, tok = _open(out, preview, tokenizer, build_options, with_tokenizer=not stats)
@@ -285,6 +309,7 @@ def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any
         tokenizer=tokenizer,
         fields=parse_assignments(options.pop("fields"), "--field"),
         variables=parse_assignments(options.pop("variables"), "--var"),
+        roles=parse_assignments(options.pop("roles"), "--role"),
         **options,
     )
     rows, tok, notes = view.preview(config, records)

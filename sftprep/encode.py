@@ -98,14 +98,16 @@ class EncodedBatch:
         return len(self.index)
 
 
-class _Rejected(Exception):
+class RowRejected(Exception):
+    """Raised inside an encoder for one row that cannot be written; becomes a ``rejected`` entry."""
+
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
 
 
-class _Dropped(Exception):
-    pass
+class RowDropped(Exception):
+    """Raised inside an encoder for a row that ``--truncation drop`` leaves out."""
 
 
 def _strip_tail(ids: list[int], tail: list[int]) -> list[int]:
@@ -185,10 +187,10 @@ class Encoder:
                     ids, n_prompt, was_adjusted = self._split(enc, ids, prompts[i], joint[i], alone, i)
                 ids, n_prompt = self._fix_specials(ids, n_prompt, counts)
                 ids, n_prompt, was_truncated = self._truncate(ids, n_prompt)
-            except _Rejected as exc:
+            except RowRejected as exc:
                 rejected.append((i, exc.reason, str(exc)))
                 continue
-            except _Dropped:
+            except RowDropped:
                 dropped.append(i)
                 continue
             counts["boundary_adjusted"] += was_adjusted
@@ -240,7 +242,7 @@ class Encoder:
             if self.tok.decode(new_ids, skip_special_tokens=False) == expected:
                 break
         else:
-            raise _Rejected(
+            raise RowRejected(
                 "boundary_merge",
                 "the prompt's last token merges with the target's first, and the target "
                 f"cannot be tokenized apart without changing its text (near {fragment!r}); "
@@ -283,10 +285,10 @@ class Encoder:
             return ids, n_prompt, False
         policy = self.options.truncation
         if policy == TRUNCATE_DROP:
-            raise _Dropped()
+            raise RowDropped()
         if policy == TRUNCATE_TARGET:
             if n_prompt >= limit:
-                raise _Rejected(
+                raise RowRejected(
                     "no_trained_token",
                     f"the prompt alone is {n_prompt} tokens, not shorter than --max-length "
                     f"{limit}: truncating the target leaves nothing to train",
@@ -297,7 +299,7 @@ class Encoder:
         n_target = len(ids) - n_prompt
         room = limit - n_target - n_head
         if room < 1:
-            raise _Rejected(
+            raise RowRejected(
                 "target_too_long",
                 f"the target is {n_target} tokens with EOS; with --max-length {limit} no "
                 "prompt token would be left (use --truncation target to cut the target, or "

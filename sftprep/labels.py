@@ -110,8 +110,39 @@ def shifted_labels(ids: np.ndarray, offsets: np.ndarray, trained: np.ndarray) ->
     return target
 
 
-def _list_array(offsets: np.ndarray, values: np.ndarray, value_type: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type))
+def numpy_array(values: Any, arrow_type: pa.DataType) -> pa.Array:
+    """An Arrow array over a numpy array's buffer, without ``pa.array``.
+
+    ``pa.array`` imports pandas on first use (a quarter of a second in every
+    worker process); building from the buffer imports nothing and copies
+    nothing. Other types (strings, Python lists) go through ``pa.array``.
+    """
+    numpy_type = _NUMPY_TYPES.get(arrow_type)
+    if numpy_type is None or not isinstance(values, np.ndarray):
+        return pa.array(values, type=arrow_type)
+    if arrow_type == pa.bool_():
+        bits = np.packbits(values.astype(bool, copy=False), bitorder="little")
+        return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(bits)])
+    data: np.ndarray = np.ascontiguousarray(values, dtype=numpy_type)
+    return pa.Array.from_buffers(arrow_type, len(data), [None, pa.py_buffer(data)])
+
+
+_NUMPY_TYPES = {pa.int8(): np.int8, pa.int32(): np.int32, pa.int64(): np.int64, pa.bool_(): np.bool_}
+
+
+def _string_array(values: list[str]) -> pa.Array:
+    """Strings from their UTF-8 bytes and offsets (see :func:`numpy_array` for why)."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
+
+
+def list_array(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.Array:
+    """An Arrow list column from flat ``values`` and row ``offsets`` (no Python lists of lists)."""
+    return pa.ListArray.from_arrays(numpy_array(np.asarray(offsets, dtype=np.int32), pa.int32()),
+                                    numpy_array(values, value_type))  # fmt: skip
 
 
 def sequence_batch(
@@ -128,16 +159,16 @@ def sequence_batch(
     trained = trained_token_mask(enc.offsets, enc.prompt_lens, enc.trained)
     if labels == "hf":
         model = [
-            _list_array(enc.offsets, enc.ids, ID_TYPE),
-            _list_array(enc.offsets, np.ones(len(enc.ids), dtype=np.int8), MASK_TYPE),
-            _list_array(enc.offsets, hf_labels(enc.ids, trained), ID_TYPE),
+            list_array(enc.offsets, enc.ids, ID_TYPE),
+            list_array(enc.offsets, np.ones(len(enc.ids), dtype=np.int8), MASK_TYPE),
+            list_array(enc.offsets, hf_labels(enc.ids, trained), ID_TYPE),
         ]
     else:
         target = shifted_labels(enc.ids, enc.offsets, trained)
         model = [
-            _list_array(enc.offsets, enc.ids, ID_TYPE),
-            _list_array(enc.offsets, target, ID_TYPE),
-            _list_array(enc.offsets, (target != IGNORE_INDEX).astype(np.int8), MASK_TYPE),
+            list_array(enc.offsets, enc.ids, ID_TYPE),
+            list_array(enc.offsets, target, ID_TYPE),
+            list_array(enc.offsets, (target != IGNORE_INDEX).astype(np.int8), MASK_TYPE),
         ]
     n_trained = np.add.reduceat(trained.astype(np.int32), enc.offsets[:-1]) if len(enc) else np.zeros(0)
     return pa.RecordBatch.from_arrays(
@@ -147,11 +178,11 @@ def sequence_batch(
 
 def _meta(sources, lines, n_trained, truncated, adjusted) -> list[pa.Array]:
     return [
-        pa.array(sources, pa.string()),
-        pa.array(lines, pa.int64()),
-        pa.array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
-        pa.array(truncated, pa.bool_()),
-        pa.array(adjusted, pa.bool_()),
+        _string_array(sources),
+        numpy_array(np.asarray(lines, dtype=np.int64), pa.int64()),
+        numpy_array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
+        numpy_array(np.asarray(truncated, dtype=bool), pa.bool_()),
+        numpy_array(np.asarray(adjusted, dtype=bool), pa.bool_()),
     ]
 
 
@@ -191,9 +222,9 @@ def _exploded_chunk(enc, targets, example, prefix_len, sources, lines, schema) -
     gather = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - row_start, prefix_len)
     ones = np.ones(len(targets), dtype=np.int32)
     columns: list[Any] = [
-        _list_array(offsets, enc.ids[gather], ID_TYPE),
-        pa.array(enc.ids[targets], ID_TYPE),
-        pa.array(prefix_len.astype(np.int32), pa.int32()),
+        list_array(offsets, enc.ids[gather], ID_TYPE),
+        numpy_array(enc.ids[targets], ID_TYPE),
+        numpy_array(prefix_len.astype(np.int32), pa.int32()),
     ]
     columns += _meta(
         [sources[e] for e in example],

@@ -1,4 +1,4 @@
-"""Pack whole examples into rows of at most ``max_length`` tokens, and pad rows to fixed shapes.
+"""Pack whole examples into rows of at most ``max_length`` tokens.
 
 A packed row is several encoded examples laid end to end. Nothing in the row
 lets one example see or predict another, provided the model is told where the
@@ -23,7 +23,8 @@ examples. At the end, :meth:`Packer.flush` packs what is left. The result
 depends only on the sequence of examples and the options, never on how they
 were split into batches.
 
-Padding (:func:`pad_batch`) works on packed and unpacked rows alike.
+Padding (:func:`pad_batch`, in :mod:`sftprep.padding`, importable from here too) works on
+packed and unpacked rows alike.
 """
 
 from __future__ import annotations
@@ -43,11 +44,40 @@ from sftprep.labels import (
     IGNORE_INDEX,
     MASK_TYPE,
     hf_labels,
+    list_array,
     schema_for,
     shifted_labels,
     trained_token_mask,
 )
-from sftprep.tokenizer import TokenizerInfo
+from sftprep.padding import (
+    PAD_TO_CHOICES,
+    _flat,
+    pad_batch,
+    pad_id_for,
+    padded_lengths,
+    padded_schema,
+)
+
+__all__ = [
+    "CARRY_FRACTION",
+    "DEFAULT_BUFFER_EXAMPLES",
+    "PACKED_FIELDS",
+    "PAD_TO_CHOICES",
+    "STRATEGY",
+    "PackStats",
+    "Packer",
+    "best_fit_decreasing",
+    "block_causal_mask",
+    "cu_seqlens",
+    "packed_schema_for",
+    "packing_problems",
+    "pad_batch",
+    "pad_id_for",
+    "padded_lengths",
+    "padded_schema",
+    "segment_ids",
+    "unpack_row",
+]
 
 # Measured on alpaca_5000 with gpt2 at L=2048 (mean example 113 tokens): a
 # buffer of 128 examples already reaches 0.995, the efficiency of packing the
@@ -57,7 +87,6 @@ from sftprep.tokenizer import TokenizerInfo
 # max_length (about 2.3 MB for alpaca).
 DEFAULT_BUFFER_EXAMPLES = 4096
 CARRY_FRACTION = 4  # keep at most buffer_examples // 4 examples for the next round
-PAD_TO_CHOICES = ("max-length",)
 STRATEGY = "best-fit decreasing within a buffer of {n} examples, least-full rows carried over"
 
 # Per-example lists in a packed row, after the model columns.
@@ -70,10 +99,6 @@ PACKED_FIELDS = [
     pa.field("truncated", pa.list_(pa.bool_())),
     pa.field("boundary_adjusted", pa.list_(pa.bool_())),
 ]
-
-# Columns with one value per token, and what padding fills them with
-# (position_ids are handled apart: see pad_batch).
-_PAD_FILL = {"target_ids": IGNORE_INDEX, "labels": IGNORE_INDEX, "loss_mask": 0, "attention_mask": 0}
 
 
 def packed_schema_for(labels: str) -> pa.Schema:
@@ -293,7 +318,7 @@ def _pool_of_rows(batch: pa.RecordBatch, labels: str) -> _Pool:
     ids_column = batch.column("input_ids")
     offsets = np.asarray(ids_column.offsets, dtype=np.int64)
     offsets = offsets - offsets[0]  # the batch may be a slice
-    ids = ids_column.flatten().to_numpy(zero_copy_only=False).astype(np.int32)
+    ids = _flat(ids_column).astype(np.int32)
     if labels == "hf":
         trained = _flat(batch.column("labels")) != IGNORE_INDEX
     else:  # target_ids[t] = ids[t+1] where ids[t+1] is trained
@@ -433,26 +458,26 @@ class Packer:
         row_tok = ex_offsets[row_ex]  # row -> its tokens
         ids, trained = pool.ids, pool.trained
         if self.labels == "hf":
-            model = [_lists(row_tok, ids, ID_TYPE), _lists(row_tok, hf_labels(ids, trained), ID_TYPE)]
+            model = [list_array(row_tok, ids, ID_TYPE), list_array(row_tok, hf_labels(ids, trained), ID_TYPE)]
         else:
             target = shifted_labels(ids, ex_offsets, trained)  # example offsets: -100 at each example's end
             mask = (target != IGNORE_INDEX).astype(np.int8)
             model = [
-                _lists(row_tok, ids, ID_TYPE),
-                _lists(row_tok, target, ID_TYPE),
-                _lists(row_tok, mask, MASK_TYPE),
+                list_array(row_tok, ids, ID_TYPE),
+                list_array(row_tok, target, ID_TYPE),
+                list_array(row_tok, mask, MASK_TYPE),
             ]
         positions = np.arange(len(ids)) - np.repeat(ex_offsets[:-1], pool.lengths)
         n_trained = np.add.reduceat(trained.astype(np.int32), row_tok[:-1]) if len(rows) else np.zeros(0)
         columns = [
             *model,
-            _lists(row_tok, positions, ID_TYPE),
-            _lists(row_ex, pool.lengths, ID_TYPE),
-            _lists(row_ex, pool.sources, pa.string()),
-            _lists(row_ex, pool.lines, pa.int64()),
+            list_array(row_tok, positions, ID_TYPE),
+            list_array(row_ex, pool.lengths, ID_TYPE),
+            list_array(row_ex, pool.sources, pa.string()),
+            list_array(row_ex, pool.lines, pa.int64()),
             pa.array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
-            _lists(row_ex, pool.truncated, pa.bool_()),
-            _lists(row_ex, pool.adjusted, pa.bool_()),
+            list_array(row_ex, pool.truncated, pa.bool_()),
+            list_array(row_ex, pool.adjusted, pa.bool_()),
         ]
         self._count(row_tok, per_row, int(trained.sum()))
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
@@ -463,132 +488,6 @@ class Packer:
         self.stats.tokens += int(row_tok[-1])
         self.stats.trained_tokens += trained
         self.stats.examples_per_row.update(per_row.tolist())
-
-
-def _lists(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type))
-
-
-def pad_id_for(info: TokenizerInfo) -> int:
-    """The id padding uses: the tokenizer's pad token, else its EOS.
-
-    The fallback is safe because padding is never attended to and never
-    trained (attention_mask 0, labels -100), so its id does not matter; EOS is
-    used because every tokenizer sftprep loads has one.
-    """
-    pad = info.token_id(info.pad_token)
-    return pad if pad is not None else info.eos_id
-
-
-def padded_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema of padded rows: ``schema`` with an ``attention_mask`` after ``input_ids``.
-
-    Unchanged when it has one already (``--labels hf`` unpacked rows). Any
-    metadata is dropped: attach it again with ``writer.with_metadata``, so the
-    Hugging Face features it holds list the new column.
-    """
-    schema = schema.remove_metadata()
-    if "attention_mask" in schema.names:
-        return schema
-    return schema.insert(
-        schema.get_field_index("input_ids") + 1, pa.field("attention_mask", pa.list_(MASK_TYPE))
-    )
-
-
-def padded_lengths(
-    lengths: np.ndarray, length: int | None = None, multiple_of: int | None = None
-) -> np.ndarray:
-    """The length each row is padded to: ``length`` (if given), then up to a multiple of ``multiple_of``.
-
-    Example: lengths ``[3, 9]``, ``multiple_of=4`` -> ``[4, 12]``; ``length=8`` -> ``[8, 8]``
-    (a row longer than ``length`` raises ValueError).
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    out = lengths.copy()
-    if length is not None:
-        if len(lengths) and lengths.max() > length:
-            raise ValueError(f"a row of {lengths.max()} tokens cannot be padded to {length}")
-        out[:] = length
-    if multiple_of is not None and multiple_of > 1:
-        out = -(-out // multiple_of) * multiple_of
-    return out
-
-
-def pad_batch(
-    batch: pa.RecordBatch,
-    pad_id: int,
-    length: int | None = None,
-    multiple_of: int | None = None,
-    schema: pa.Schema | None = None,
-) -> pa.RecordBatch:
-    """Pad every row on the right to a fixed length (or a multiple of one).
-
-    Padding gets ``input_ids`` = ``pad_id``, ``attention_mask`` 0 (the column is
-    added, 1 on real tokens, if the rows lack one), ``target_ids``/``labels``
-    -100 and ``loss_mask`` 0. In packed rows its ``position_ids`` count 0, 1, ...
-    again, so the padding is one more segment that nothing attends to; its
-    length is the row length minus ``sum(seq_lengths)``, which stay as they were.
-    Other columns are unchanged.
-
-    Args:
-        batch: sequence or packed rows.
-        pad_id: see :func:`pad_id_for`.
-        length: pad every row to this length (``--pad-to max-length``).
-        multiple_of: then round each row's length up to a multiple of this.
-        schema: the schema of the result; default ``padded_schema(batch.schema)``.
-
-    Returns:
-        The padded rows.
-    """
-    schema = schema if schema is not None else padded_schema(batch.schema)
-    ids = batch.column("input_ids")
-    old_offsets = np.asarray(ids.offsets)
-    old_len = np.diff(old_offsets)
-    new_len = padded_lengths(old_len, length, multiple_of)
-    new_offsets = np.zeros(len(new_len) + 1, dtype=np.int64)
-    np.cumsum(new_len, out=new_offsets[1:])
-    # Where each existing token goes, and which new slots are real.
-    where = np.arange(int(old_offsets[-1] - old_offsets[0])) + np.repeat(
-        new_offsets[:-1] - old_offsets[:-1] + old_offsets[0], old_len
-    )
-    real = np.zeros(int(new_offsets[-1]), dtype=bool)
-    real[where] = True
-    columns = []
-    for f in schema:
-        if f.name not in batch.schema.names:  # attention_mask, added
-            columns.append(_lists(new_offsets, real.astype(np.int8), MASK_TYPE))
-            continue
-        column = batch.column(f.name)
-        if f.name == "input_ids":
-            columns.append(_scatter(column, where, real, new_offsets, pad_id))
-        elif f.name == "position_ids":
-            columns.append(_pad_positions(column, where, real, new_offsets, old_len))
-        elif f.name in _PAD_FILL:
-            columns.append(_scatter(column, where, real, new_offsets, _PAD_FILL[f.name]))
-        else:
-            columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def _flat(column: pa.ListArray) -> np.ndarray:
-    return column.flatten().to_numpy(zero_copy_only=False)
-
-
-def _scatter(column: pa.ListArray, where, real, new_offsets, fill) -> pa.Array:
-    values = _flat(column)
-    out = np.full(len(real), fill, dtype=values.dtype)
-    out[where] = values
-    return _lists(new_offsets, out, column.type.value_type)
-
-
-def _pad_positions(column: pa.ListArray, where, real, new_offsets, old_len) -> pa.Array:
-    out = np.zeros(len(real), dtype=np.int32)
-    out[where] = _flat(column)
-    pad_len = np.diff(new_offsets) - old_len
-    pad_start = new_offsets[:-1] + old_len
-    pad_slots = np.flatnonzero(~real)
-    out[pad_slots] = pad_slots - np.repeat(pad_start, pad_len)
-    return _lists(new_offsets, out, ID_TYPE)
 
 
 def cu_seqlens(seq_lengths: Sequence[int]) -> np.ndarray:

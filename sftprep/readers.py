@@ -94,6 +94,12 @@ class Record:
     raw: str | None = None
 
     @property
+    def fields(self) -> dict:
+        """The parsed record; only for records without an error."""
+        assert self.data is not None, f"{self.where}: a bad record has no fields"
+        return self.data
+
+    @property
     def where(self) -> str:
         """``data.jsonl:17`` for a line, ``data.json: record 17`` for a record."""
         return _where(self.source, self.number, self.unit)
@@ -183,7 +189,7 @@ class _Hashing(io.RawIOBase):
         return True
 
     def readinto(self, buf) -> int:
-        n = self._inner.readinto(buf)
+        n = self._inner.readinto(buf)  # type: ignore[attr-defined]
         if n:
             self.sha.update(memoryview(buf)[:n])
             self.count += n
@@ -541,6 +547,7 @@ class InputFile:
                 row = next(reader, None)
             except _LineTooLarge:
                 start, _, problem = lines.take()  # the problem is record_too_large
+                assert problem is not None
                 yield self._bad(start, "line", *problem)
                 # A fresh reader starts clean on the next line (the old one is mid-record).
                 reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -564,7 +571,7 @@ class InputFile:
     def _csv_header(self, reader, lines: _CsvLines) -> list[str]:
         """Read and check the header row: column names must be present and distinct."""
         try:
-            row: list[str] = []
+            row: list[str] | None = []
             while not row:
                 row = next(reader, None)
                 start, _, problem = lines.take()
@@ -695,7 +702,7 @@ class _JsonText:
     def skip_ws(self) -> None:
         """Move past whitespace; afterwards pos < len(buf) unless the input has ended."""
         while True:
-            self.pos = _WS_RE.match(self.buf, self.pos).end()
+            self.pos = _WS_RE.match(self.buf, self.pos).end()  # type: ignore[union-attr]  # matches ""
             if self.pos < len(self.buf) or not self.fill():
                 return
 

@@ -234,16 +234,19 @@ def _lookup_key(template: Template, name: str, record: Mapping[str, Any]) -> str
 def match_score(template: Template, record: Mapping[str, Any]) -> int | None:
     """How well a template's fields fit a record: None if a required one is missing.
 
-    The score counts the fields found, so ``alpaca`` (instruction, input, output)
-    beats ``instruction`` (instruction, response) on a record that has an input.
+    A field found under its own name scores 2, under another usual name 1. So
+    ``alpaca`` (instruction, input, output) beats ``instruction`` (instruction,
+    response) on ``{instruction, input, response}``, and loses to it on
+    ``{instruction, response}``.
     """
     pair = template.language_pair
     if pair and isinstance(record.get(pair), Mapping) and len(record[pair]) == 2:
-        return 2
+        return 4
     score = 0
     for name in template.record_fields:
-        if _lookup_key(template, name, record) is not None:
-            score += 1
+        key = _lookup_key(template, name, record)
+        if key is not None:
+            score += 2 if key == name else 1
         elif name not in template.optional:
             return None
     return score
@@ -409,6 +412,7 @@ def bind_template(
         and len(record[pair]) == 2
     )
     if use_pair:
+        assert pair is not None
         src, tgt = list(record[pair])
         paths = {"source": f"{pair}.{src}", "target": f"{pair}.{tgt}"}
         for name, code in (("source_lang", src), ("target_lang", tgt)):

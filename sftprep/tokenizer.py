@@ -138,7 +138,9 @@ def _from_hf_cache(model_id: str, tried: list[str]) -> Path | None:
             tried.append("the Hugging Face hub (offline or not reachable)")
             break
         try:
-            path = hf_hub_download(model_id, "tokenizer.json", local_files_only=local_only)
+            path = hf_hub_download(
+                model_id, "tokenizer.json", local_files_only=local_only, cache_dir=_hf_cache()
+            )
         except HFValidationError:
             tried.append(f"'{model_id}' is not a valid model id")
             return None
@@ -148,9 +150,16 @@ def _from_hf_cache(model_id: str, tried: list[str]) -> Path | None:
         folder = Path(path).parent
         for extra in ("tokenizer_config.json", "special_tokens_map.json"):
             with contextlib.suppress(Exception):  # optional files
-                hf_hub_download(model_id, extra, local_files_only=local_only)
+                hf_hub_download(model_id, extra, local_files_only=local_only, cache_dir=_hf_cache())
         return folder
     return None
+
+
+def _hf_cache() -> str | None:
+    """The HF cache folder as the environment says now (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None
+    )
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

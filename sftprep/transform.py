@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sftprep.chat import ChatEncoder, ChatTemplate, load_chat_template, shipped_chat_templates
 from sftprep.chat_formats import Conversation, detect_format, to_messages
@@ -137,7 +138,7 @@ class PairTransform(BatchTransform):
         self.encoder = encoder
 
     def prepare(self, record: Record) -> tuple[str, str]:
-        return self.renderer.render(record.data, record.where)
+        return self.renderer.render(record.fields, record.where)
 
     def encode(self, items: list[tuple[str, str]]) -> EncodedBatch:
         return self.encoder.encode([p for p, _ in items], [t for _, t in items])
@@ -154,7 +155,7 @@ class ChatTransform(BatchTransform):
         self.roles = roles
 
     def prepare(self, record: Record) -> Conversation:
-        return to_messages(record.data, record.where, field_map=self.fields, role_map=self.roles)
+        return to_messages(record.fields, record.where, field_map=self.fields, role_map=self.roles)
 
     def encode(self, items: list[Conversation]) -> EncodedBatch:
         return self.encoder.encode(items)
@@ -163,7 +164,7 @@ class ChatTransform(BatchTransform):
 def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
     if mode == "exploded":
         return sum(b.num_rows for b in batches)
-    return sum(int(pa.compute.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
+    return sum(int(pc.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)
 
 
 @dataclass
@@ -211,15 +212,15 @@ def bind_transform(
         if add_markers and chat.markers:
             info.add_special_tokens(list(chat.markers))
         encoder = ChatEncoder(info, chat, options, train_on=config.train_on)
-        transform = ChatTransform(
+        chat_transform = ChatTransform(
             encoder, dict(config.fields), dict(config.roles), config.mode, config.labels, schema
         )
-        return Bound(transform, chat)
+        return Bound(chat_transform, chat)
     if template is None:
-        template = detect_template(first.data, first.where)
-        log(f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.data)})")
+        template = detect_template(first.fields, first.where)
+        log(f"template '{template.name}' chosen from the fields of {first.where} ({', '.join(first.fields)})")
     assert isinstance(template, Template)
-    renderer = bind_template(template, config.fields, config.variables, first.data)
+    renderer = bind_template(template, config.fields, config.variables, first.fields)
     if add_markers and template.markers:
         info.add_special_tokens(list(template.markers))
     transform = PairTransform(renderer, Encoder(info, options), config.mode, config.labels, schema)
@@ -242,4 +243,4 @@ def resolve_templates(config: BuildConfig) -> tuple[Template | None, str | None]
 
 def _looks_like_chat(first: Record, config: BuildConfig) -> bool:
     """A list of messages, or an alpaca record with a conversation history."""
-    return detect_format(first.data, config.fields) in ("messages", "sharegpt") or "history" in first.data
+    return detect_format(first.fields, config.fields) in ("messages", "sharegpt") or "history" in first.fields

@@ -252,7 +252,7 @@ class ShardWriter:
         fingerprint = hashlib.sha256(
             ("".join(s["sha256"] for s in self.shards) + fingerprint_extra).encode()
         ).hexdigest()[:16]
-        state = {
+        state: dict[str, Any] = {
             "_data_files": [{"filename": s["filename"]} for s in self.shards],
             "_fingerprint": fingerprint,
             "_format_columns": None,

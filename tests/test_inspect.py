@@ -13,6 +13,7 @@ them; review the diff like any other change to the view.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pty
@@ -92,22 +93,26 @@ def rows_of(out: Path):
 
 def split_rows(stdout: str) -> list[tuple[list[str], list[str]]]:
     """The text view as (header lines, body lines) per row."""
-    rows: list[tuple[list[str], list[str]]] = []
-    lines = stdout.splitlines()
+    return _split(stdout.splitlines(), "── row", "─")
+
+
+def _split(lines: list[str], start: str, rule_end: str) -> list[tuple[list[str], list[str]]]:
+    """Lines as (rule lines, lines under it) per part; a part starts at a line starting with ``start``."""
+    parts: list[tuple[list[str], list[str]]] = []
     i = 0
     while i < len(lines):
-        assert lines[i].startswith("── row"), lines[i]
-        header = [lines[i]]
-        while not header[-1].endswith("─"):
+        assert lines[i].startswith(start), lines[i]
+        rule = [lines[i]]
+        while not rule[-1].endswith(rule_end):
             i += 1
-            header.append(lines[i])
+            rule.append(lines[i])
         i += 1
         body = []
-        while i < len(lines) and not lines[i].startswith("── row"):
+        while i < len(lines) and not lines[i].startswith(start):
             body.append(lines[i])
             i += 1
-        rows.append((header, body))
-    return rows
+        parts.append((rule, body))
+    return parts
 
 
 def shown(text: str) -> str:
@@ -427,6 +432,349 @@ def test_stats_of_selected_rows(built, tok):
     assert stats["tokens"] == sum(len(ids) for ids in ds["input_ids"])
 
 
+# -- packed and padded rows ------------------------------------------------------------------
+
+PACKED = {"max_length": 64, "pack": True}
+
+
+def split_examples(body: list[str]) -> list[tuple[list[str], list[str]]]:
+    """A packed row's text as (sub-rule lines, body lines) per example."""
+    return _split(body, "┄┄ example", "┄")
+
+
+def by_line(stdout: str) -> dict[int, list[str]]:
+    """The text view of an unpacked build: body lines by source line."""
+    return {int(re.search(r":(\d+) · ", "".join(h)).group(1)): body for h, body in split_rows(stdout)}
+
+
+@pytest.mark.parametrize("labels", ["shifted", "hf"])
+def test_packed_rows_show_each_example_as_its_unpacked_row(built, tok, labels):
+    """Under each example's own rule: exactly the text the unpacked build shows for that source line."""
+    packed = built(tok("gpt2"), labels=labels, **PACKED)
+    ds = rows_of(packed)
+    unpacked = by_line(run(built(tok("gpt2"), labels=labels, max_length=64), "-a").stdout)
+    rows = split_rows(run(packed, "-a").stdout)
+    assert len(rows) == len(ds) < 42
+    for i, ((header, body), row) in enumerate(zip(rows, ds, strict=True)):
+        n = len(row["seq_lengths"])
+        assert header[0].startswith(f"── row {i} · {n} examples · {sum(row['seq_lengths'])} tokens, ")
+        examples = split_examples(body)
+        assert len(examples) == n
+        for k, ((rule, text), line, length) in enumerate(
+            zip(examples, row["source_line"], row["seq_lengths"], strict=True)
+        ):
+            assert f"┄┄ example {k + 1} of {n} · sample_data/qa.jsonl:{line} · {length} tokens" in "".join(
+                rule
+            )
+            assert text == unpacked[line]
+
+
+@pytest.mark.parametrize("labels", ["shifted", "hf"])
+def test_unpack_gives_the_rows_an_unpacked_build_writes(built, tok, labels):
+    packed = built(tok("gpt2"), labels=labels, **PACKED)
+    unpacked = built(tok("gpt2"), labels=labels, max_length=64)
+    plain = {
+        o["source_line"]: o
+        for o in map(json.loads, run(unpacked, "-a", "--format", "json").stdout.splitlines())
+    }
+    objects = [json.loads(x) for x in run(packed, "-a", "--unpack", "--format", "json").stdout.splitlines()]
+    assert sorted(o["source_line"] for o in objects) == sorted(plain) == list(range(1, 43))
+    ds = rows_of(packed)
+    for obj in objects:
+        assert ds[obj["row"]]["source_line"][obj["example"]] == obj["source_line"]
+        expected = dict(plain[obj["source_line"]], row=obj["row"], example=obj["example"])
+        assert obj == expected
+    # the text view of one example: its own header, the unpacked build's body
+    text = run(packed, "--unpack", "--source", f"qa.jsonl:{ds[2]['source_line'][1]}").stdout
+    ((header, body),) = split_rows(text)
+    assert header[0].startswith(
+        f"── row 2 · example 2 of {len(ds[2]['seq_lengths'])} · sample_data/qa.jsonl:"
+    )
+    assert body == by_line(run(unpacked, "-a").stdout)[ds[2]["source_line"][1]]
+
+
+def test_packed_token_table_shows_position_ids_and_where_examples_start(built, tok):
+    out = built(tok("gpt2"), **PACKED)
+    row = rows_of(out)[0]
+    stdout = run(out, "--tokens", "-i", 0).stdout
+    lines = stdout.splitlines()
+    assert lines[1].split()[:3] == ["pos", "pid", "id"]
+    table = token_table(stdout)
+    assert [int(c[0]) for c in table] == list(range(len(row["input_ids"])))
+    assert [int(c[1]) for c in table] == row["position_ids"]
+    assert [int(c[2]) for c in table] == row["input_ids"]
+    ends = np.cumsum(row["seq_lengths"])
+    for t, cols in enumerate(table):
+        # an example's last position predicts nothing: the next token starts another example
+        if t + 1 in ends:
+            assert cols[4:] == ["-"] and row["target_ids"][t] == -100
+        else:
+            assert cols[4] == "→" and int(cols[5]) == row["input_ids"][t + 1]
+    rules = [line for line in lines if line.startswith("┄┄ example")]
+    assert len(rules) == len(row["seq_lengths"])
+    starts = [lines.index(r) for r in rules]
+    assert [int(lines[i + 1].split()[0]) for i in starts] == [0, *ends[:-1].tolist()]
+
+
+@pytest.mark.parametrize("options", [{"pack": True}, {}], ids=["packed", "unpacked"])
+def test_padding_is_shown_once_not_token_by_token(built, tok, options):
+    out = built(tok("phi-3-mini"), max_length=64, pad_to="max-length", **options)
+    ds = rows_of(out)
+    real = [sum(r["attention_mask"]) for r in ds]
+    assert all(len(r["input_ids"]) == 64 for r in ds) and min(real) < 64
+    rows = split_rows(run(out, "-a").stdout)
+    for (header, body), n in zip(rows, real, strict=True):
+        pad = 64 - n
+        joined = "".join(body)
+        assert joined.count("<pad×") == (pad > 0) and joined.count("<|endoftext|>") <= 64 - pad
+        if pad:
+            assert joined.endswith(f"]]<pad×{pad}>") and f"64 tokens ({pad} padding)" in "".join(header)
+    i = int(np.argmin(real))
+    stdout = run(out, "--tokens", "-i", i).stdout
+    assert len(token_table(stdout)) == real[i]
+    assert stdout.splitlines()[-1].startswith(f"┄┄ padding · positions {real[i]}–63: {64 - real[i]} × ")
+    stats = json.loads(run(out, "--stats", "--format", "json").stdout)
+    assert stats["padding_tokens"] == 64 * len(ds) - sum(real)
+    assert stats["tokens"] == sum(real) and stats["examples"] == 42
+    obj = json.loads(run(out, "--format", "json", "-i", i).stdout)
+    assert obj["padding"] == 64 - real[i] and len(obj["input_ids"]) == 64
+
+
+def packing_figures(rows) -> dict:
+    """The manifest's packing figures, computed from the rows' seq_lengths by hand."""
+    per_row = [len(r["seq_lengths"]) for r in rows]
+    tokens = sum(sum(r["seq_lengths"]) for r in rows)
+    return {
+        "rows": len(rows),
+        "examples": sum(per_row),
+        "tokens": tokens,
+        "efficiency": round(tokens / (len(rows) * 64), 6),
+        "mean": round(sum(per_row) / len(rows), 3),
+        "histogram": {str(k): per_row.count(k) for k in sorted(set(per_row))},
+    }
+
+
+def test_packing_stats_from_the_manifest_and_from_selected_rows(built, tok):
+    out = built(tok("gpt2"), **PACKED)
+    ds = rows_of(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    stats = json.loads(run(out, "--stats", "--format", "json").stdout)
+    assert stats["packing"] == stats["build_packing"] == manifest["packing"]
+    assert stats["examples"] == 42 and stats["rows"] == len(ds)
+    lengths = sorted(n for r in ds for n in r["seq_lengths"])
+    assert stats["length"]["min"] == lengths[0] and stats["length"]["max"] == lengths[-1]
+    selected = json.loads(run(out, "--stats", "--format", "json", "-i", "1-3").stdout)
+    packing, expected = selected["packing"], packing_figures(ds.select(range(1, 4)))
+    assert {k: packing[k] for k in ("rows", "examples", "tokens", "efficiency")} == {
+        k: expected[k] for k in ("rows", "examples", "tokens", "efficiency")
+    }
+    assert packing["examples_per_row"]["mean"] == expected["mean"]
+    assert packing["examples_per_row"]["histogram"] == expected["histogram"]
+    assert selected["build_packing"] == manifest["packing"]
+    text = run(out, "--stats", "-i", "1-3").stdout
+    assert (
+        f"packing     efficiency {packing['efficiency']:.1%}: {packing['tokens']} tokens in 3 rows of 64\n"
+        in text
+    )
+    assert f"whole build efficiency {manifest['packing']['efficiency']:.1%}" in text
+
+
+@pytest.fixture(scope="session")
+def alpaca_packed(built, tok, data_path):
+    return built(
+        tok("gpt2"), data_path("instruction", "alpaca_5000.json"), max_length=2048, pack=True, on_error="skip"
+    )
+
+
+def test_alpaca_packing_efficiency_is_reported(alpaca_packed):
+    """Issue 7's acceptance: alpaca_5000, gpt2, L=2048: efficiency >= 0.98 in inspect --stats and the manifest."""
+    manifest = json.loads((alpaca_packed / "manifest.json").read_text())
+    stats = json.loads(run(alpaca_packed, "--stats", "--format", "json").stdout)
+    assert stats["packing"]["efficiency"] == manifest["packing"]["efficiency"] >= 0.98
+    assert stats["packing"] == manifest["packing"]
+    assert stats["examples"] == manifest["packing"]["examples"] == 4998
+    text = run(alpaca_packed, "--stats").stdout
+    assert f"efficiency {manifest['packing']['efficiency']:.1%}: " in text
+
+
+# -- chat rows ---------------------------------------------------------------------------------
+
+CHAT_BUILDS = {  # (tokenizer, build options, how each rendered message starts)
+    "phi-3-mini": ("phi-3-mini", {}, "<|{role}|>"),
+    "smollm-135m-chatml": ("smollm-135m", {"chat_template": "chatml"}, "<|im_start|>{role}\n"),
+}
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+
+
+def conversation_roles(path: str) -> list[list[str]]:
+    """Per record of a ShareGPT file, its messages' roles, read straight from the JSON."""
+    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [[SHAREGPT_ROLES[m["from"]] for m in r["conversations"]] for r in records]
+
+
+def split_turns(body: list[str]) -> list[tuple[str, str]]:
+    """A chat row's text view as (role, text) per message: ``role │ text`` and ``     │ more``."""
+    turns: list[tuple[str, str]] = []
+    for line in body:
+        label, bar, text = line.partition("│ ")
+        assert bar, line
+        if label.strip():
+            turns.append((label.strip(), text))
+        else:
+            turns[-1] = (turns[-1][0], turns[-1][1] + text)
+    return turns
+
+
+@pytest.fixture(scope="session")
+def chat_build(built, tok, data_path):
+    """chat_build(name, **more) -> (output, data file) for a CHAT_BUILDS entry on dummy_conversation.json."""
+
+    def build(name: str, **more):
+        tokenizer, options, _ = CHAT_BUILDS[name]
+        data = data_path("chat", "dummy_conversation.json")
+        return built(tok(tokenizer), data, **options, **more), data
+
+    return build
+
+
+@pytest.mark.parametrize("name", sorted(CHAT_BUILDS))
+def test_chat_rows_show_each_message_behind_its_role(chat_build, name):
+    out, data = chat_build(name)
+    roles = conversation_roles(data)
+    ds = rows_of(out)
+    result = run(out, "-n", 60)
+    assert result.stderr == ""
+    rows = split_rows(result.stdout)
+    assert len(rows) == 60
+    start = CHAT_BUILDS[name][2]
+    for (header, body), row in zip(rows, ds, strict=False):
+        turns = split_turns(body)
+        assert [role for role, _ in turns] == roles[row["source_line"] - 1], header
+        for role, text in turns:  # each message starts with its own header, in the template's words
+            assert text.startswith(shown(start.format(role=role))), (role, text)
+        for role, text in turns:  # trained text only in assistant messages, never across two
+            assert text.count("[[") == text.count("]]") == (role == "assistant")
+
+
+@pytest.mark.parametrize("name", sorted(CHAT_BUILDS))
+def test_chat_turns_in_json_and_in_the_token_table(chat_build, name, tok):
+    out, data = chat_build(name)
+    roles = conversation_roles(data)
+    tokenizer = load_tok(tok(CHAT_BUILDS[name][0]))
+    start = CHAT_BUILDS[name][2]
+    for line in run(out, "-n", 20, "--format", "json").stdout.splitlines():
+        obj = json.loads(line)
+        turns = obj["turns"]
+        assert [t["role"] for t in turns] == roles[obj["source_line"] - 1]
+        assert [t["message"] for t in turns] == list(range(len(turns)))
+        assert turns[0]["start"] == 0 and turns[-1]["stop"] == len(obj["input_ids"])
+        assert all(a["stop"] == b["start"] for a, b in itertools.pairwise(turns))
+        for t in turns:  # decoded by the tokenizer itself: each range is one message, header first
+            text = tokenizer.decode(obj["input_ids"][t["start"] : t["stop"]], skip_special_tokens=False)
+            assert text.startswith(start.format(role=t["role"]))
+    table = run(out, "--tokens", "-i", 0).stdout.splitlines()
+    rules = [line for line in table if line.startswith("┄┄ ")]
+    expected = roles[rows_of(out)[0]["source_line"] - 1]
+    assert [r.split(" · ")[0].removeprefix("┄┄ ") for r in rules] == expected
+    assert [int(r.split(" · message ")[1].split()[0]) for r in rules] == list(range(len(expected)))
+
+
+@pytest.mark.parametrize("name", sorted(CHAT_BUILDS))
+def test_chat_preview_gets_the_roles_directly(chat_build, tok, name):
+    out, data = chat_build(name)
+    tokenizer, options, _ = CHAT_BUILDS[name]
+    flags = ["--chat-template", options["chat_template"]] if options else []
+    preview = run("--preview", data, "--tokenizer", tok(tokenizer), *flags, "-n", 5, "--records", 10)
+    assert preview.stdout == run(out, "-n", 5).stdout and "│ " in preview.stdout
+    assert preview.stderr == ""
+
+
+def test_truncated_chat_rows_keep_their_roles(chat_build):
+    """--truncation prompt cuts the start (whole trained turns, context in part): the rest keeps its roles."""
+    out, data = chat_build("phi-3-mini", max_length=30, on_error="skip")
+    roles = conversation_roles(data)
+    result = run(out, "-w", "truncated", "-n", 20)
+    rows = split_rows(result.stdout)
+    assert len(rows) == 20 and result.stderr == ""
+    dropped = 0
+    for header, body in rows:
+        line = int(re.search(r":(\d+) · ", header[0]).group(1))
+        shown_roles = [role for role, _ in split_turns(body)]
+        assert shown_roles and shown_roles == roles[line - 1][-len(shown_roles) :]
+        dropped += len(shown_roles) < len(roles[line - 1])
+    assert dropped > 0
+
+
+def test_packed_chat_rows_show_roles_per_example(chat_build):
+    out, data = chat_build("smollm-135m-chatml", max_length=256, pack=True)
+    roles = conversation_roles(data)
+    ds = rows_of(out)
+    ((_, body),) = split_rows(run(out, "-i", 0).stdout)
+    examples = split_examples(body)
+    assert len(examples) == len(ds[0]["seq_lengths"])
+    for (rule, text), line in zip(examples, ds[0]["source_line"], strict=True):
+        assert [role for role, _ in split_turns(text)] == roles[line - 1], rule
+    for width, args in ((80, []), (80, ["--tokens"]), (80, ["--unpack"]), (40, []), (40, ["--unpack"])):
+        lines = run(out, "-n", 2, "--width", width, *args).stdout.splitlines()  # rules and gutters fold
+        assert max(cell_len(line) for line in lines) <= width, (width, args)
+    unpacked, _ = chat_build("smollm-135m-chatml", max_length=256)
+    plain = {
+        o["source_line"]: o
+        for o in map(json.loads, run(unpacked, "-a", "--format", "json").stdout.splitlines())
+    }
+    for line in run(out, "-i", "0-2", "--unpack", "--format", "json").stdout.splitlines():
+        obj = json.loads(line)
+        assert obj == dict(plain[obj["source_line"]], row=obj["row"], example=obj["example"])
+
+
+def test_chat_rows_without_their_records_are_shown_plain(tmp_path, tok, data_path):
+    """The data file changed or is gone: plain rows, and why, once."""
+    data = tmp_path / "conversations.json"
+    shutil.copy(data_path("chat", "dummy_conversation.json"), data)
+    out = tmp_path / "out"
+    run_build(BuildConfig(inputs=(str(data),), output=str(out), tokenizer=tok("phi-3-mini")))
+    with_roles = split_rows(run(out, "-n", 3).stdout)
+    records = json.loads(data.read_text())
+    records[1]["conversations"][1]["value"] = "Something else."
+    data.write_text(json.dumps(records))
+    changed = run(out, "-n", 3)
+    assert changed.stderr.count("sftprep: ") == 1
+    assert f"{data}: record 2: the row's ids differ from its record rendered again" in changed.stderr
+    rows = split_rows(changed.stdout)
+    assert rows[0] == with_roles[0] and rows[2] == with_roles[2]
+    plain = rows[1][1]
+    assert not any("│ " in line for line in plain)
+    assert "".join(plain) == "".join(text for _, text in split_turns(with_roles[1][1]))
+    data.unlink()
+    gone = run(out, "-n", 3)
+    assert (
+        gone.stderr
+        == f"sftprep: cannot read {data} again (no such file: {data}): its chat rows are shown without roles\n"
+    )
+    assert not any("│ " in line for line in gone.stdout.splitlines())
+
+
+def test_chat_rows_of_a_changed_template_are_shown_plain(tmp_path, tok, data_path):
+    template = tmp_path / "mine.jinja"
+    template.write_text((ROOT / "configs" / "chat" / "chatml.jinja").read_text())
+    out = tmp_path / "out"
+    config = BuildConfig(
+        inputs=(data_path("chat", "dummy_conversation.json"),),
+        output=str(out),
+        tokenizer=tok("smollm-135m"),
+        chat_template=str(template),
+    )
+    run_build(config)
+    assert "│ " in run(out, "-n", 1).stdout
+    template.write_text(template.read_text() + "{# edited after the build #}")
+    result = run(out, "-n", 2)
+    assert "│ " not in result.stdout and len(split_rows(result.stdout)) == 2
+    assert result.stderr == (
+        f"sftprep: cannot render the chat records again (the chat template '{template}' is not the one "
+        "the build used (sha256)): chat rows are shown without roles\n"
+    )
+
+
 # -- sources: shards, previews, tokenizers --------------------------------------------------
 
 
@@ -522,23 +870,23 @@ def _rewrite_shard(out: Path, dest: Path, change) -> Path:
 
 
 def test_columns_the_view_does_not_know_are_shown(built, tok, tmp_path):
-    """Later columns (packing's position_ids, seq_lengths) appear without changes to the view."""
+    """Columns another tool adds appear without changes to the view: per token in the table, else in the header."""
     out = built(tok("gpt2"))
 
     def add(table: pa.Table) -> pa.Table:
         lengths = [len(ids) for ids in table.column("input_ids").to_pylist()]
         table = table.append_column(
-            "position_ids", pa.array([list(range(n)) for n in lengths], pa.list_(pa.int32()))
+            "weight", pa.array([[k % 3 for k in range(n)] for n in lengths], pa.list_(pa.int32()))
         )
-        return table.append_column("seq_lengths", pa.array([[n] for n in lengths], pa.list_(pa.int32())))
+        return table.append_column("domain", pa.array(["geo"] * len(lengths)))
 
     shard = _rewrite_shard(out, tmp_path, add)
     stdout = run(shard, "--tokens", "-i", 0, "--tokenizer", tok("gpt2")).stdout.splitlines()
-    assert "seq_lengths=[13]" in stdout[0]
-    assert stdout[1].endswith("trained  position_ids")
-    assert [line.split()[-1] for line in stdout[2:]] == [str(i) for i in range(13)]
+    assert 'domain="geo"' in stdout[0]
+    assert stdout[1].endswith("trained  weight")
+    assert [line.split()[-1] for line in stdout[2:]] == [str(k % 3) for k in range(13)]
     obj = json.loads(run(shard, "--format", "json", "-n", 1, "--tokenizer", tok("gpt2")).stdout)
-    assert obj["position_ids"] == list(range(13)) and obj["seq_lengths"] == [13]
+    assert obj["weight"] == [k % 3 for k in range(13)] and obj["domain"] == "geo"
 
 
 def test_a_label_that_is_not_the_next_token_is_flagged(built, tok, tmp_path):
@@ -582,13 +930,15 @@ def test_not_an_sftprep_build(tmp_path):
         (["OUT", "-a", "--random", "3"], 2, "choose one of --limit, --all and --random"),
         (["OUT", "-i", "x"], 2, "'x' is not a row number or range (e.g. 7, 10-20, 5-)"),
         (["OUT", "-i", "5-3"], 2, "the range '5-3' is empty"),
+        (["OUT", "--unpack"], 2, "--unpack: OUT is not packed (its rows have no seq_lengths)"),
+        (["OUT", "--unpack", "--stats"], 2, "--unpack shows rows and --stats counts them"),
     ],
 )
 def test_errors(built, tok, args, code, message):
     out = built(tok("gpt2"))
     result = run(*[str(out) if a == "OUT" else a for a in args], ok=False)
     assert result.exit_code == code, result.output
-    assert message in result.output
+    assert message.replace("OUT", str(out)) in result.output
 
 
 def test_a_damaged_shard(built, tok, tmp_path):
@@ -653,6 +1003,8 @@ def test_an_8k_token_row_stays_within_80_columns(tmp_path, tok):
 
 # -- golden files ------------------------------------------------------------------------
 
+PACKED_40 = {"max_length": 40, "pack": True, "pad_to": "max-length"}
+CHAT = ("chat", "dummy_conversation.json")
 GOLDEN_CASES = {
     "qa-gpt2.txt": ("gpt2", QA, {}, ["-n", "3"]),
     "qa-gpt2-tokens.txt": ("gpt2", QA, {}, ["--tokens", "-i", "0"]),
@@ -666,6 +1018,18 @@ GOLDEN_CASES = {
         ["-w", "truncated", "-n", "2"],
     ),
     "translation-phi3.txt": ("phi-3-mini", "sample_data/translation.jsonl", {}, ["-i", "0-2"]),
+    "qa-gpt2-packed.txt": ("gpt2", QA, PACKED_40, ["-i", "1-2"]),
+    "qa-gpt2-packed-tokens.txt": ("gpt2", QA, PACKED_40, ["--tokens", "-i", "1"]),
+    "qa-gpt2-packed-unpack.txt": ("gpt2", QA, PACKED_40, ["--unpack", "-i", "1"]),
+    "qa-gpt2-packed-stats.txt": ("gpt2", QA, PACKED_40, ["--stats"]),
+    "chat-phi3.txt": ("phi-3-mini", CHAT, {}, ["-i", "0-1"]),
+    "chat-smollm-chatml.txt": ("smollm-135m", CHAT, {"chat_template": "chatml"}, ["-i", "0"]),
+    "chat-smollm-chatml-tokens.txt": (
+        "smollm-135m",
+        CHAT,
+        {"chat_template": "chatml"},
+        ["--tokens", "-i", "1"],
+    ),
     "translation-phi3-tokens.txt": (
         "phi-3-mini",
         "sample_data/translation.jsonl",
@@ -676,8 +1040,10 @@ GOLDEN_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
-def test_golden_views(built, tok, name, monkeypatch):
+def test_golden_views(built, tok, data_path, name, monkeypatch):
     tokenizer, data, options, args = GOLDEN_CASES[name]
+    if isinstance(data, tuple):  # a file in ../shared/data, named as from the checkout
+        data = os.path.relpath(data_path(*data), ROOT)
     out = built(tok(tokenizer), data, **options)
     if "--stats" in args:  # its title is the output's path: name it the same on every machine
         monkeypatch.chdir(out.parent)
@@ -695,7 +1061,7 @@ def test_readme_shows_the_current_output():
     """The README's "Inspecting a build" examples are the golden outputs, verbatim."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Inspecting a build") :]
-    for name in ("qa-gpt2.txt", "qa-gpt2-tokens.txt"):
+    for name in ("qa-gpt2.txt", "qa-gpt2-tokens.txt", "qa-gpt2-packed.txt", "chat-phi3.txt"):
         assert (GOLDEN / name).read_text(encoding="utf-8") in section, name
 
 

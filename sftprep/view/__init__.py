@@ -14,32 +14,44 @@ Views (all rich ``Text``, plain when ``Look.colour`` is off)::
     tokens  pos  id  token  ->  next id  next token  trained   (one line per position)
     stats   rows, length distribution with a histogram, trained fraction, build counts
 
-Columns this package does not know ride along in ``Row.extra``: per-position
-lists become extra columns of the token table, other values are shown in the
-row header, and both go into the JSON output as they are.
+Packed rows (``--pack``) show where each example starts, padding shows as
+one ``<pad×N>``, and ``InspectOptions.unpack`` shows a packed row as the rows
+an unpacked build writes. Chat rows show each message behind its role
+(:mod:`sftprep.view.turns` finds them). Columns this package does not know
+ride along in ``Row.extra``: per-position lists become extra columns of the
+token table, other values are shown in the row header, and both go into the
+JSON output as they are.
 
 One concern a module:
 
     source   open a build (shards, manifest) and find its tokenizer
     preview  build an input's first records in memory (``--preview``)
     choose   select rows by number, source, condition or at random
-    rows     the convention-free :class:`Row`, fetched from the shards
+    rows     the convention-free :class:`Row` (its examples, padding), fetched from the shards
     pieces   token strings, with invisible characters made visible
     draw     colour or plain markers, folding, rules
-    text     the text view, the token table, exploded rows, JSON rows
+    text     the text view and the row headers
+    table    the token table (``--tokens``)
+    exploded exploded rows, grouped by example
+    export   rows as JSON
     stats    ``--stats``
+    turns    chat rows' messages and roles, from their records rendered again
     command  :func:`inspect`: everything the command prints
 """
 
 from sftprep.view.choose import WHERE, Selection, choose, parse_index, parse_source
 from sftprep.view.command import FORMATS, VIEWS, InspectOptions, inspect
 from sftprep.view.draw import CLOSE, OPEN, Look, wrap
+from sftprep.view.exploded import exploded_view
+from sftprep.view.export import row_json
 from sftprep.view.pieces import Pieces, escape_piece, visible
 from sftprep.view.preview import preview
-from sftprep.view.rows import KNOWN_COLUMNS, Row, fetch, merge_exploded
+from sftprep.view.rows import KNOWN_COLUMNS, Example, Row, Turn, fetch, merge_exploded, unpack
 from sftprep.view.source import Rows, open_rows, view_tokenizer
 from sftprep.view.stats import compute_stats, histogram, stats_view
-from sftprep.view.text import exploded_view, row_json, text_view, token_lines
+from sftprep.view.table import token_lines
+from sftprep.view.text import text_view
+from sftprep.view.turns import Turns, open_turns
 
 __all__ = [
     "CLOSE",
@@ -48,12 +60,15 @@ __all__ = [
     "OPEN",
     "VIEWS",
     "WHERE",
+    "Example",
     "InspectOptions",
     "Look",
     "Pieces",
     "Row",
     "Rows",
     "Selection",
+    "Turn",
+    "Turns",
     "choose",
     "compute_stats",
     "escape_piece",
@@ -63,6 +78,7 @@ __all__ = [
     "inspect",
     "merge_exploded",
     "open_rows",
+    "open_turns",
     "parse_index",
     "parse_source",
     "preview",
@@ -70,6 +86,7 @@ __all__ = [
     "stats_view",
     "text_view",
     "token_lines",
+    "unpack",
     "view_tokenizer",
     "visible",
     "wrap",

@@ -82,10 +82,29 @@ def in_ranges(values: np.ndarray, ranges: Sequence[tuple[int, int]]) -> np.ndarr
 
 
 def row_lengths(batch: pa.RecordBatch, mode: str) -> np.ndarray:
-    """Tokens per example row: the row's length, or prefix + target for exploded rows."""
+    """Real tokens per row: padding left out; prefix + target for exploded rows.
+
+    A packed row holds ``sum(seq_lengths)`` tokens before its padding; a padded
+    row (or an hf row) has ``attention_mask`` 1 on its real tokens.
+    """
     if mode == "exploded":
         return batch.column("position").to_numpy(zero_copy_only=False).astype(np.int64) + 1
-    return pc.list_value_length(batch.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
+    for name in ("seq_lengths", "attention_mask"):
+        if name in batch.schema.names:
+            return list_sums(batch.column(name))
+    return list_lengths(batch.column("input_ids"))
+
+
+def list_lengths(column: pa.Array) -> np.ndarray:
+    """Per row of a list column: how many values it holds."""
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def list_sums(column: pa.Array) -> np.ndarray:
+    """Per row of a list column of numbers: their sum."""
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(column).to_numpy()
+    return np.bincount(parents, weights=values, minlength=len(column))[: len(column)].astype(np.int64)
 
 
 def _label_column(batch: pa.RecordBatch) -> str:
@@ -135,6 +154,18 @@ def _row_filter(batch: pa.RecordBatch, base: int, rows: Rows, sel: Selection) ->
     if "max-length" in sel.where:
         keep &= row_lengths(batch, rows.mode) == rows.max_length
     return keep
+
+
+def example_matches(sel: Selection, source_file: str, source_line: int, flags: dict[str, bool]) -> bool:
+    """Does one example of a packed row pass the source, line and flag filters (``--unpack``)?
+
+    ``flags`` holds its ``truncated`` and ``boundary_adjusted`` flags.
+    """
+    if sel.source and not (source_file == sel.source or source_file.endswith("/" + sel.source)):
+        return False
+    if sel.lines and not sel.lines[0] <= source_line <= sel.lines[1]:
+        return False
+    return all(flags[f.replace("-", "_")] for f in ("truncated", "boundary-adjusted") if f in sel.where)
 
 
 def _check_where(rows: Rows, sel: Selection) -> None:

@@ -25,6 +25,7 @@ class Look:
             "special": "bold magenta",
             "escape": "cyan",
             "header": "bold blue",
+            "subheader": "blue",
             "warn": "bold red",
             "bar": "green",
             "trained": "bold green",
@@ -73,12 +74,20 @@ def wrap(text: Text, width: int) -> list[Text]:
     return out
 
 
-def rule(title: str, look: Look) -> list[Text]:
-    """``── title ─────``, the title folded onto more lines when it is too long."""
-    style = look.style("header")
-    lines = wrap(Text("── " + title + " ", style=style), look.width)
-    lines[-1].append("─" * max(0, look.width - lines[-1].cell_len), style=style)
+def rule(title: str, look: Look, line: str = "─", style: str = "header") -> list[Text]:
+    """``── title ─────``, the title folded onto more lines when it is too long.
+
+    ``subrule`` draws the lighter ``┄┄ title ┄┄┄`` that parts a row (its examples, padding).
+    """
+    style = look.style(style)
+    lines = wrap(Text(line * 2 + " " + title + " ", style=style), look.width)
+    lines[-1].append(line * max(0, look.width - lines[-1].cell_len), style=style)
     return lines
+
+
+def subrule(title: str, look: Look) -> list[Text]:
+    """``┄┄ title ┄┄┄``: a part of a row (an example of a packed row, its padding)."""
+    return rule(title, look, line="┄", style="subheader")
 
 
 def fit(text: str, width: int) -> str:

@@ -11,15 +11,18 @@ from sftprep.errors import DataError
 from sftprep.labels import IGNORE_INDEX
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.tokenizer import load_tokenizer
-from sftprep.transform import bind_transform, resolve_templates
+from sftprep.transform import ChatTransform, bind_transform, resolve_templates
 from sftprep.view.source import Rows
+from sftprep.view.turns import Turns
 
 
 def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, list[str]]:
     """Build the first ``records`` records of ``config.inputs`` in memory, writing nothing.
 
-    The rows come from the build's own pair transform (template + encoder), so
-    they are exactly what ``sftprep build`` with the same options would write.
+    The rows come from the build's own transform (template + encoder), so they
+    are exactly what ``sftprep build`` with the same options would write
+    (unpacked and unpadded: ``--pack`` and ``--pad-to`` are not previewed).
+    Chat rows know their messages' roles (``rows.turns``).
 
     Returns:
         The rows, the tokenizer they were made with, and one note per rejected record.
@@ -59,5 +62,11 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
         "counts": result.counts.as_dict(),
     }
     notes = [f"{error} (skipped)" for _, error in result.rejects]
-    rows = Rows(f"preview of {', '.join(config.inputs)}", convention, manifest, memory=result.batches)
+    columns = result.batches[0].schema.names if result.batches else []
+    name = f"preview of {', '.join(config.inputs)}"
+    rows = Rows(name, convention, manifest, memory=result.batches, columns=columns)
+    if isinstance(bound.transform, ChatTransform):  # the records are here: the roles come directly
+        rows.turns = Turns(
+            bound.transform, records={(r.source, r.number): r for r in batch if r.error is None}
+        )
     return rows, info.tokenizer, notes

@@ -8,7 +8,8 @@ Position ``t`` of a :class:`Row` is trained to predict ``row.targets[t]``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,44 @@ import numpy as np
 import pyarrow as pa
 
 from sftprep.labels import IGNORE_INDEX, META_FIELDS
+from sftprep.packing import unpack_row
 from sftprep.view.choose import in_ranges
 from sftprep.view.source import Rows
 
 _MODEL_COLUMNS = {"input_ids", "target_ids", "loss_mask", "labels", "attention_mask", "target_id", "position"}
-KNOWN_COLUMNS = frozenset(_MODEL_COLUMNS | {f.name for f in META_FIELDS})
+# Packed rows' columns: read into Row.examples and Row.position_ids.
+_PACKED_COLUMNS = {"position_ids", "seq_lengths"}
+KNOWN_COLUMNS = frozenset(_MODEL_COLUMNS | _PACKED_COLUMNS | {f.name for f in META_FIELDS})
+
+
+@dataclass
+class Turn:
+    """One message of a chat row: its role and its tokens ``[start, stop)`` in the row."""
+
+    message: int
+    role: str
+    start: int
+    stop: int
+
+
+@dataclass
+class Example:
+    """One example of a row: the whole of an unpacked row, or one example of a packed row.
+
+    Attributes:
+        start / stop: its tokens in the row, ``[start, stop)`` (padding is not part of it).
+        source_file / source_line: where it came from.
+        truncated / boundary_adjusted: as the build flagged it.
+        turns: a chat example's messages, when they are known (see :mod:`sftprep.view.turns`).
+    """
+
+    start: int
+    stop: int
+    source_file: str
+    source_line: int
+    truncated: bool = False
+    boundary_adjusted: bool = False
+    turns: list[Turn] | None = None
 
 
 @dataclass
@@ -33,7 +67,12 @@ class Row:
         targets: per position ``t``, the id that position is trained to predict,
             or -100 (the shifted convention: ``--labels hf`` rows are shifted here).
         target_id: exploded rows: the one trained token, after ``input_ids``.
-        extra: columns sftprep does not know (a later ``position_ids``, ...).
+        extra: columns sftprep does not know.
+        examples: the examples in the row (one unless it is packed).
+        padding: padding tokens at the end of the row (``--pad-to``).
+        position_ids: a packed row's position ids (None for unpacked rows).
+        stored: a packed row's columns as stored, for :func:`unpack`.
+        example: ``(k, n)`` for example ``k`` of ``n`` taken out of a packed row (``--unpack``).
     """
 
     index: int
@@ -46,12 +85,34 @@ class Row:
     num_trained_tokens: int = 0
     target_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    examples: list[Example] = field(default_factory=list)
+    padding: int = 0
+    position_ids: np.ndarray | None = None
+    stored: dict[str, Any] | None = None
+    example: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            n = len(self.input_ids) - self.padding
+            self.examples = [
+                Example(0, n, self.source_file, self.source_line, self.truncated, self.boundary_adjusted)
+            ]
+
+    @property
+    def packed(self) -> bool:
+        return self.position_ids is not None
 
     @property
     def next_ids(self) -> list[int | None]:
-        """Per position, the token that follows it (what the model sees next)."""
-        after = [int(i) for i in self.input_ids[1:]]
-        return [*after, self.target_id]
+        """Per position, the token that follows it in the same example (None: none follows)."""
+        after: list[int | None] = [int(i) for i in self.input_ids[1:]]
+        out = [*after, self.target_id]
+        if self.packed or self.padding:  # the next example's first token, or padding, is not predicted
+            for example in self.examples:
+                if example.stop:
+                    out[example.stop - 1] = None
+            out[len(out) - self.padding :] = [None] * self.padding
+        return out
 
     @property
     def trained_tokens(self) -> np.ndarray:
@@ -81,40 +142,101 @@ class _Columns:
 
 
 def _make_row(cols: _Columns, i: int, index: int, labels: str) -> Row:
-    ids = cols.ids("input_ids", i)
+    row = _row(cols.names, lambda name: cols.ids(name, i), lambda name: cols.value(name, i), index, labels)
+    if row.packed:
+        row.stored = {name: cols.value(name, i) for name in cols.names}
+    return row
+
+
+def _row(
+    names: Sequence[str],
+    ids: Callable[[str], np.ndarray],
+    value: Callable[[str], Any],
+    index: int,
+    labels: str,
+) -> Row:
+    """A :class:`Row` from its columns: ``ids(name)`` gives a list column as numpy, ``value(name)`` any."""
+    input_ids = ids("input_ids")
     target_id = None
-    if "target_id" in cols.names:
-        target_id = int(cols.value("target_id", i))
-        targets = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
-        if len(ids):
+    if "target_id" in names:
+        target_id = int(value("target_id"))
+        targets = np.full(len(input_ids), IGNORE_INDEX, dtype=np.int64)
+        if len(input_ids):
             targets[-1] = target_id
-    elif "labels" in cols.names and labels == "hf":
-        targets = np.append(cols.ids("labels", i)[1:], IGNORE_INDEX)
+    elif "labels" in names and labels == "hf":
+        targets = np.append(ids("labels")[1:], IGNORE_INDEX)
     else:
-        targets = cols.ids("target_ids", i)
-    meta = {f.name: cols.value(f.name, i) if f.name in cols.names else None for f in META_FIELDS}
-    extra = {n: cols.value(n, i) for n in cols.names if n not in KNOWN_COLUMNS}
-    # Packed rows hold one source, line and flag per example: keep those lists as
-    # they are (extra), and the first example's source as the row's.
-    extra.update({k: v for k, v in meta.items() if isinstance(v, list)})
-    first = {k: (v[0] if v else None) if isinstance(v, list) else v for k, v in meta.items()}
+        targets = ids("target_ids")
+    meta = {f.name: value(f.name) if f.name in names else None for f in META_FIELDS}
+    examples, padding = _examples(names, ids, meta, len(input_ids))
+    first = examples[0] if examples else Example(0, 0, "", 0)
     return Row(
         index=index,
-        source_file=first["source_file"] or "",
-        source_line=int(first["source_line"] or 0),
-        input_ids=ids,
+        source_file=first.source_file,
+        source_line=first.source_line,
+        input_ids=input_ids,
         targets=targets,
-        truncated=_any(meta["truncated"]),
-        boundary_adjusted=_any(meta["boundary_adjusted"]),
-        num_trained_tokens=int(first["num_trained_tokens"] or 0),
+        truncated=any(e.truncated for e in examples),
+        boundary_adjusted=any(e.boundary_adjusted for e in examples),
+        num_trained_tokens=int(meta["num_trained_tokens"] or 0),
         target_id=target_id,
-        extra=extra,
+        extra={n: value(n) for n in names if n not in KNOWN_COLUMNS},
+        examples=examples,
+        padding=padding,
+        position_ids=ids("position_ids") if "seq_lengths" in names and "position_ids" in names else None,
     )
 
 
-def _any(value: Any) -> bool:
-    """A flag, or any of a packed row's per-example flags."""
-    return any(value) if isinstance(value, list) else bool(value)
+def _examples(
+    names: Sequence[str], ids: Callable[[str], np.ndarray], meta: dict[str, Any], n: int
+) -> tuple[list[Example], int]:
+    """The row's examples and its padding: packed rows list one source, line and flag per example."""
+    if "seq_lengths" in names:
+        lengths = [int(k) for k in ids("seq_lengths")]
+    elif "attention_mask" in names:  # padded, or hf labels: real tokens have mask 1, padding is at the end
+        lengths = [int(ids("attention_mask").sum())]
+    else:
+        lengths = [n]
+
+    def per_example(name: str, k: int) -> Any:
+        v = meta[name]
+        return v[k] if isinstance(v, list) else v
+
+    examples, start = [], 0
+    for k, length in enumerate(lengths):
+        examples.append(
+            Example(
+                start,
+                start + length,
+                per_example("source_file", k) or "",
+                int(per_example("source_line", k) or 0),
+                bool(per_example("truncated", k)),
+                bool(per_example("boundary_adjusted", k)),
+            )
+        )
+        start += length
+    return examples, n - start
+
+
+def unpack(row: Row, labels: str) -> list[Row]:
+    """A packed row's examples as the rows an unpacked build writes (:func:`sftprep.packing.unpack_row`).
+
+    Each keeps the packed row's ``index`` and says which example it is in ``example``.
+    An unpacked row comes back as it is.
+    """
+    if row.stored is None:
+        return [row]
+    parts = unpack_row(row.stored)
+    out = []
+    for k, part in enumerate(parts):
+        example = _row(list(part), functools.partial(_as_array, part), part.__getitem__, row.index, labels)
+        example.example = (k, len(parts))
+        out.append(example)
+    return out
+
+
+def _as_array(values: dict[str, Any], name: str) -> np.ndarray:
+    return np.asarray(values[name])
 
 
 def fetch(

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from tokenizers import Tokenizer
@@ -25,6 +25,9 @@ from sftprep.build import MANIFEST
 from sftprep.errors import ConfigError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+
+if TYPE_CHECKING:
+    from sftprep.view.turns import Turns
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Rows:
         shards: shard files in row order (empty for a preview).
         memory: the record batches of a preview.
         directory: the output directory (where a saved ``tokenizer.json`` lives).
+        columns: the column names of the rows.
+        turns: how to find chat rows' messages, when known without the manifest (a preview).
     """
 
     name: str
@@ -46,10 +51,17 @@ class Rows:
     shards: list[Path] = field(default_factory=list)
     memory: list[pa.RecordBatch] | None = None
     directory: Path | None = None
+    columns: list[str] = field(default_factory=list)
+    turns: Turns | None = None
 
     @property
     def mode(self) -> str:
         return str(self.convention.get("mode", "sequence"))
+
+    @property
+    def packed(self) -> bool:
+        """Rows of several examples each (``--pack``): they list the examples' lengths."""
+        return "seq_lengths" in self.columns
 
     @property
     def max_length(self) -> int | None:
@@ -126,7 +138,7 @@ def open_rows(path: str | Path) -> Rows:
         convention = json.loads(metadata[b"sftprep"])
     else:
         convention = (manifest or {}).get("label_convention") or _guess_convention(schema, p)
-    return Rows(str(p), convention, manifest, shards, directory=directory)
+    return Rows(str(p), convention, manifest, shards, directory=directory, columns=schema.names)
 
 
 def _fetched(url: str) -> Path:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from rich.text import Text
 
-from sftprep.view.choose import Selection, all_groups, any_flag, in_ranges, row_lengths
+from sftprep.packing import PackStats
+from sftprep.view.choose import Selection, all_groups, any_flag, in_ranges, list_lengths, row_lengths
 from sftprep.view.draw import Look, rule, wrap
 from sftprep.view.source import Rows
 
@@ -34,15 +40,54 @@ def histogram(values: np.ndarray, bins: int = 10) -> list[tuple[int, int, int]]:
     return [(start + k * step, start + (k + 1) * step - 1, int(c)) for k, c in enumerate(counts)]
 
 
-def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
-    """Figures over the selected rows (all rows when nothing is filtered), JSON-ready.
+@dataclass
+class _Tally:
+    """What the selected rows hold, gathered a record batch at a time."""
 
-    Lengths are per example (a sequence row; an exploded example's prefix + target).
-    Build-wide counts (skips, drops) come from the manifest.
-    """
+    rows: int = 0
+    trained: int = 0
+    padding: int = 0
+    lengths: list[np.ndarray] = field(default_factory=list)  # per example, or per exploded row
+    owners: list[np.ndarray] = field(default_factory=list)  # the example each length belongs to
+    truncated: list[np.ndarray] = field(default_factory=list)
+    adjusted: list[np.ndarray] = field(default_factory=list)
+    per_row: list[np.ndarray] = field(default_factory=list)  # packed rows: examples in each
+
+    def add(self, batch: pa.RecordBatch, owner: np.ndarray, mode: str) -> None:
+        self.rows += batch.num_rows
+        self.trained += int(batch.column("num_trained_tokens").to_numpy(zero_copy_only=False).sum())
+        real = row_lengths(batch, mode)
+        if mode != "exploded":
+            self.padding += int((list_lengths(batch.column("input_ids")) - real).sum())
+        if "seq_lengths" not in batch.schema.names:
+            self.lengths.append(real)
+            self.owners.append(owner)
+            self.truncated.append(any_flag(batch.column("truncated")))
+            self.adjusted.append(any_flag(batch.column("boundary_adjusted")))
+            return
+        # A packed row holds several examples: each is one, with its own flags.
+        lengths = _flat(batch.column("seq_lengths")).astype(np.int64)
+        done = sum(len(p) for p in self.lengths)
+        self.lengths.append(lengths)
+        self.owners.append(np.arange(done, done + len(lengths)))
+        self.truncated.append(_flat(batch.column("truncated"), False))
+        self.adjusted.append(_flat(batch.column("boundary_adjusted"), False))
+        self.per_row.append(list_lengths(batch.column("seq_lengths")))
+
+
+def _flat(column: pa.Array, fill: Any = 0) -> np.ndarray:
+    """A list column's values, one after another (``fill`` where a value is null)."""
+    return pc.list_flatten(column).fill_null(fill).to_numpy(zero_copy_only=False)
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def _tally(rows: Rows, sel: Selection) -> _Tally:
     firsts, stops = all_groups(rows, sel)
-    lengths, trained, truncated, adjusted, owners = [], [], [], [], []
-    n_rows, base = 0, 0
+    tally = _Tally()
+    base = 0
     for batch in rows.batches():
         idx = np.arange(base, base + batch.num_rows)
         owner = np.searchsorted(firsts, idx, side="right") - 1
@@ -50,31 +95,38 @@ def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
         if sel.index:
             keep &= in_ranges(idx, sel.index)
         base += batch.num_rows
-        if not keep.any():
-            continue
-        n_rows += int(keep.sum())
-        lengths.append(row_lengths(batch, rows.mode)[keep])
-        trained.append(batch.column("num_trained_tokens").to_numpy(zero_copy_only=False)[keep])
-        truncated.append(any_flag(batch.column("truncated"))[keep])
-        adjusted.append(any_flag(batch.column("boundary_adjusted"))[keep])
-        owners.append(owner[keep])
-    cat = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
-    owner_all = cat(owners, np.int64)
+        if keep.any():
+            tally.add(batch.filter(pa.array(keep)), owner[keep], rows.mode)
+    return tally
+
+
+def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
+    """Figures over the selected rows (all rows when nothing is filtered), JSON-ready.
+
+    Lengths are per example: a sequence row without its padding, an exploded
+    example's prefix + target, each example of a packed row. Build-wide counts
+    (skips, drops) come from the manifest. For packed rows, ``packing`` has the
+    figures the manifest has, recomputed from the selected rows' ``seq_lengths``
+    (``build_packing`` is the manifest's, for the whole build).
+    """
+    tally = _tally(rows, sel)
+    owner_all = _cat(tally.owners, np.int64)
     groups, first_of = np.unique(owner_all, return_index=True)
     per_example = np.zeros(len(groups), dtype=np.int64)
-    np.maximum.at(per_example, np.searchsorted(groups, owner_all), cat(lengths, np.int64))
+    np.maximum.at(per_example, np.searchsorted(groups, owner_all), _cat(tally.lengths, np.int64))
     tokens = int(per_example.sum())
-    trained_tokens = int(cat(trained, np.int64).sum())
     ordered = np.sort(per_example)
     max_length = rows.max_length
+    manifest = rows.manifest or {}
     return {
         "output": rows.name,
         "selection": bool(sel.index or sel.source or sel.lines or sel.where),
-        "rows": n_rows,
+        "rows": tally.rows,
         "examples": len(groups),
         "tokens": tokens,
-        "trained_tokens": trained_tokens,
-        "trained_fraction": trained_tokens / tokens if tokens else 0.0,
+        "trained_tokens": tally.trained,
+        "trained_fraction": tally.trained / tokens if tokens else 0.0,
+        "padding_tokens": tally.padding,
         "length": None
         if not len(ordered)
         else {
@@ -86,12 +138,29 @@ def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
         "histogram": [{"from": a, "to": b, "count": c} for a, b, c in histogram(per_example)],
         "max_length": max_length,
         "at_max_length": int((per_example == max_length).sum()) if max_length else 0,
-        "truncated": int(cat(truncated, bool)[first_of].sum()),
-        "boundary_adjusted": int(cat(adjusted, bool)[first_of].sum()),
-        "build_counts": (rows.manifest or {}).get("counts"),
+        "truncated": int(_cat(tally.truncated, bool)[first_of].sum()),
+        "boundary_adjusted": int(_cat(tally.adjusted, bool)[first_of].sum()),
+        "packing": _packing(tally, tokens, manifest.get("packing"), max_length) if rows.packed else None,
+        "build_packing": manifest.get("packing"),
+        "build_counts": manifest.get("counts"),
         "label_convention": rows.convention,
-        "tokenizer": (rows.manifest or {}).get("tokenizer"),
+        "tokenizer": manifest.get("tokenizer"),
     }
+
+
+def _packing(tally: _Tally, tokens: int, build: dict[str, Any] | None, max_length: int | None) -> dict:
+    """The manifest's ``packing`` figures for the selected rows (equal to it when all are selected)."""
+    build = build or {}
+    stats = PackStats(int(build.get("max_length") or max_length or 0), int(build.get("buffer_examples") or 0))
+    per_row = _cat(tally.per_row, np.int64)
+    stats.rows, stats.examples, stats.tokens, stats.trained_tokens = (
+        tally.rows,
+        int(per_row.sum()),
+        tokens,
+        tally.trained,
+    )
+    stats.examples_per_row = Counter(per_row.tolist())
+    return stats.as_dict()
 
 
 _CONVENTIONS = {
@@ -129,6 +198,13 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
         f"{limit:,}: {at:,} example{'s' * (at != 1)} at the limit{share}" if limit else "not set",
     )
     add("flagged", f"truncated {stats['truncated']:,} · boundary adjusted {stats['boundary_adjusted']:,}")
+    if stats["packing"]:
+        build = stats["build_packing"] if stats["selection"] else None
+        _packing_lines(stats["packing"], build, add, lines, look)
+    padding = stats["padding_tokens"]
+    if padding:
+        share = padding / (padding + stats["tokens"])
+        add("padding", f"{padding:,} tokens ({share:.1%} of the rows), never attended or trained")
     counts = stats["build_counts"]
     if counts:
         skipped = ", ".join(f"{k} {v:,}" for k, v in (counts.get("skipped") or {}).items())
@@ -156,8 +232,40 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
 _LABEL = 12  # cells for the labels of the stats view
 
 
+def _packing_lines(
+    packing: dict[str, Any],
+    build: dict[str, Any] | None,
+    add: Callable[..., None],
+    lines: list[Text],
+    look: Look,
+) -> None:
+    """Efficiency and examples per row (with a histogram); the whole build's too when rows are selected.
+
+    ``add(label, text)`` appends a labelled line to ``lines``.
+    """
+    add(
+        "packing",
+        f"efficiency {packing['efficiency']:.1%}: {packing['tokens']:,} tokens in {packing['rows']:,} "
+        f"rows of {packing['max_length']:,}",
+    )
+    per_row = packing["examples_per_row"]
+    add(
+        "per row",
+        f"{per_row['mean']:,.1f} examples on average · min {per_row['min']:,} · max {per_row['max']:,}",
+    )
+    counts = per_row["histogram"]
+    values = np.repeat([int(k) for k in counts], [int(v) for v in counts.values()])
+    bins = [{"from": a, "to": b, "count": c} for a, b, c in histogram(values)]
+    lines += _histogram_lines(bins, look) if bins else []
+    if build:
+        add(
+            "whole build",
+            f"efficiency {build['efficiency']:.1%} · {build['examples_per_row']['mean']:,.1f} examples per row",
+        )
+
+
 def _histogram_lines(bins: list[dict[str, int]], look: Look) -> list[Text]:
-    labels = [f"{b['from']:,}–{b['to']:,}" for b in bins]
+    labels = [f"{b['from']:,}–{b['to']:,}" if b["to"] > b["from"] else f"{b['from']:,}" for b in bins]
     lw = max(len(s) for s in labels)
     cw = max(len(f"{b['count']:,}") for b in bins)
     room = max(10, look.width - _LABEL - lw - cw - 4)
