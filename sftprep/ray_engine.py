@@ -109,10 +109,12 @@ class RayEngine:
         """
         ray = import_ray()
         # Errors come back as sftprep's one-line errors; Ray would log them with tracebacks.
+        levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        started = self._connect(ray)
+        started = False
         try:
+            started = self._connect(ray)
             yield from self._results(ray, transform, bound_at)
         except Exception as exc:
             if _is_ray_error(ray, exc):
@@ -121,6 +123,8 @@ class RayEngine:
         finally:
             if started:
                 ray.shutdown()
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
 
     def _connect(self, ray: Any) -> bool:
         """Start a local Ray (or join ADDR); False when Ray was already running in this process."""
