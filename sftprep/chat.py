@@ -49,6 +49,7 @@ from sftprep.encode import (
     EncodeOptions,
     RowDropped,
     RowRejected,
+    encode_rows,
 )
 from sftprep.errors import ConfigError, RecordError, TemplateError
 from sftprep.tokenizer import TokenizerInfo
@@ -221,34 +222,25 @@ class ChatEncoder:
 
     def encode(self, conversations: Sequence[Conversation]) -> EncodedBatch:
         """Encode a batch; problems with one conversation become ``rejected``/``dropped`` entries."""
-        plans: list[tuple[int, _Plan]] = []
         rejected: list[tuple[int, str, str]] = []
-        for i, conversation in enumerate(conversations):
-            try:
-                plans.append((i, self._plan(conversation)))
-            except RowRejected as exc:
-                rejected.append((i, exc.reason, str(exc)))
-        encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
-        rows: list[tuple[int, np.ndarray, np.ndarray, bool]] = []
         dropped: list[int] = []
+        plans = encode_rows(enumerate(conversations), self._plan, rejected, dropped)
+        encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
         counts = {"truncated": 0, "boundary_adjusted": 0, "turns_dropped": 0}
-        for (i, plan), enc in zip(plans, encodings, strict=True):
-            try:
-                tokens = _Tokens(plan.text, enc.offsets)
-                trained, turns = self._flags(plan, tokens)
-                ids, trained, cut = self._truncate(
-                    np.asarray(enc.ids, dtype=np.int32), trained, turns, counts
-                )
-                if not trained[1:].any():
-                    raise RowRejected(*self._nothing_trained(cut, len(enc.ids)))
-            except RowRejected as exc:
-                rejected.append((i, exc.reason, str(exc)))
-                continue
-            except RowDropped:
-                dropped.append(i)
-                continue
-            counts["truncated"] += cut
-            rows.append((i, ids, trained, cut))
+
+        def one_row(planned: tuple[_Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
+            plan, enc = planned
+            tokens = _Tokens(plan.text, enc.offsets)
+            trained, turns = self._flags(plan, tokens)
+            ids, trained, cut = self._truncate(np.asarray(enc.ids, dtype=np.int32), trained, turns, counts)
+            if not trained[1:].any():
+                raise RowRejected(*self._nothing_trained(cut, len(enc.ids)))
+            return ids, trained, cut
+
+        pairs = ((i, (plan, enc)) for (i, plan), enc in zip(plans, encodings, strict=True))
+        kept = encode_rows(pairs, one_row, rejected, dropped)
+        rows = [(i, ids, trained, cut) for i, (ids, trained, cut) in kept]
+        counts["truncated"] += sum(cut for _, _, _, cut in rows)
         rejected.sort()
         return _batch(rows, rejected, dropped, counts)
 

@@ -28,8 +28,9 @@ reproduce the text exactly, the record is rejected (``boundary_merge``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -110,6 +111,32 @@ class RowDropped(Exception):
     """Raised inside an encoder for a row that ``--truncation drop`` leaves out."""
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def encode_rows(
+    items: Iterable[tuple[int, T]],
+    encode_one: Callable[[T], R],
+    rejected: list[tuple[int, str, str]],
+    dropped: list[int],
+) -> list[tuple[int, R]]:
+    """Apply ``encode_one`` to each ``(index, item)``; keep results, note rejections and drops.
+
+    Both encoders (pairs and chat) turn one row's :class:`RowRejected` into a
+    ``rejected`` entry and its :class:`RowDropped` into a ``dropped`` one here.
+    """
+    kept: list[tuple[int, R]] = []
+    for i, item in items:
+        try:
+            kept.append((i, encode_one(item)))
+        except RowRejected as exc:
+            rejected.append((i, exc.reason, str(exc)))
+        except RowDropped:
+            dropped.append(i)
+    return kept
+
+
 def _strip_tail(ids: list[int], tail: list[int]) -> list[int]:
     if tail and ids[-len(tail) :] == tail:
         return ids[: -len(tail)]
@@ -169,37 +196,29 @@ class Encoder:
         alone = None
         if self.options.verify_prompts:
             alone = self.tok.encode_batch_fast(list(prompts), add_special_tokens=True)
-        rows: list[list[int]] = []
-        prompt_lens: list[int] = []
-        index: list[int] = []
-        truncated: list[bool] = []
-        adjusted: list[bool] = []
         rejected: list[tuple[int, str, str]] = []
         dropped: list[int] = []
         counts = {"boundary_adjusted": 0, "truncated": 0, "eos_in_text": 0, "double_bos_removed": 0}
-        for i, ids in enumerate(all_ids):
-            try:
-                ids = _strip_tail(ids, self.tail)
-                if known[i] >= 0:
-                    n_prompt, was_adjusted = known[i], False
-                else:
-                    enc = encodings[i] if self.pieces is None else self.tok.encode(joint[i])
-                    ids, n_prompt, was_adjusted = self._split(enc, ids, prompts[i], joint[i], alone, i)
-                ids, n_prompt = self._fix_specials(ids, n_prompt, counts)
-                ids, n_prompt, was_truncated = self._truncate(ids, n_prompt)
-            except RowRejected as exc:
-                rejected.append((i, exc.reason, str(exc)))
-                continue
-            except RowDropped:
-                dropped.append(i)
-                continue
-            counts["boundary_adjusted"] += was_adjusted
-            counts["truncated"] += was_truncated
-            rows.append(ids)
-            prompt_lens.append(n_prompt)
-            index.append(i)
-            truncated.append(was_truncated)
-            adjusted.append(was_adjusted)
+
+        def one_row(i: int) -> tuple[list[int], int, bool, bool]:
+            ids = _strip_tail(all_ids[i], self.tail)
+            if known[i] >= 0:
+                n_prompt, was_adjusted = known[i], False
+            else:
+                enc = encodings[i] if self.pieces is None else self.tok.encode(joint[i])
+                ids, n_prompt, was_adjusted = self._split(enc, ids, prompts[i], joint[i], alone, i)
+            ids, n_prompt = self._fix_specials(ids, n_prompt, counts)
+            ids, n_prompt, was_truncated = self._truncate(ids, n_prompt)
+            return ids, n_prompt, was_adjusted, was_truncated
+
+        kept = encode_rows(((i, i) for i in range(len(all_ids))), one_row, rejected, dropped)
+        rows = [ids for _, (ids, _, _, _) in kept]
+        prompt_lens = [n for _, (_, n, _, _) in kept]
+        index = [i for i, _ in kept]
+        adjusted = [a for _, (_, _, a, _) in kept]
+        truncated = [t for _, (_, _, _, t) in kept]
+        counts["boundary_adjusted"] += sum(adjusted)
+        counts["truncated"] += sum(truncated)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
