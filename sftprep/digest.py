@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sftprep.arrays import to_numpy
+
 DIGEST_VERSION = "sftprep-rows-sha256/1"
 
 
@@ -51,11 +53,15 @@ class RowDigest:
         self.rows += batch.num_rows
 
     def _feed(self, key: str, array: pa.Array) -> None:
-        valid = array.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8)
+        if array.null_count == 0:
+            valid = np.ones(len(array), np.uint8)
+        else:
+            valid = to_numpy(array.is_valid()).astype(np.uint8)
         self._put(key + "/valid", valid.tobytes())
         kind = array.type
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            lengths = pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False)
+            lengths = pc.list_value_length(array)
+            lengths = to_numpy(lengths.fill_null(0) if lengths.null_count else lengths)
             self._put(key + "/len", lengths.astype(np.int64).tobytes())
             self._feed(key + "/item", array.flatten())
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
@@ -64,8 +70,12 @@ class RowDigest:
             self._put(key + "/len", np.array([len(v) for v in encoded], np.int64).tobytes())
             self._put(key, b"".join(encoded))
         else:
-            values = array.fill_null(pa.scalar(0, kind) if not pa.types.is_boolean(kind) else False)
-            self._put(key, np.ascontiguousarray(values.to_numpy(zero_copy_only=False)).tobytes())
+            values = (
+                array
+                if not array.null_count
+                else array.fill_null(pa.scalar(0, kind) if not pa.types.is_boolean(kind) else False)
+            )
+            self._put(key, np.ascontiguousarray(to_numpy(values)).tobytes())
 
     def hexdigest(self) -> str:
         """The digest of every row added so far: one hex sha256."""

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sftprep.arrays import list_array, numpy_array, string_array
 from sftprep.encode import EncodedBatch
 
 IGNORE_INDEX = -100
@@ -110,41 +111,6 @@ def shifted_labels(ids: np.ndarray, offsets: np.ndarray, trained: np.ndarray) ->
     return target
 
 
-def numpy_array(values: Any, arrow_type: pa.DataType) -> pa.Array:
-    """An Arrow array over a numpy array's buffer, without ``pa.array``.
-
-    ``pa.array`` imports pandas on first use (a quarter of a second in every
-    worker process); building from the buffer imports nothing and copies
-    nothing. Other types (strings, Python lists) go through ``pa.array``.
-    """
-    numpy_type = _NUMPY_TYPES.get(arrow_type)
-    if numpy_type is None or not isinstance(values, np.ndarray):
-        return pa.array(values, type=arrow_type)
-    if arrow_type == pa.bool_():
-        bits = np.packbits(values.astype(bool, copy=False), bitorder="little")
-        return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(bits)])
-    data: np.ndarray = np.ascontiguousarray(values, dtype=numpy_type)
-    return pa.Array.from_buffers(arrow_type, len(data), [None, pa.py_buffer(data)])
-
-
-_NUMPY_TYPES = {pa.int8(): np.int8, pa.int32(): np.int32, pa.int64(): np.int64, pa.bool_(): np.bool_}
-
-
-def _string_array(values: list[str]) -> pa.Array:
-    """Strings from their UTF-8 bytes and offsets (see :func:`numpy_array` for why)."""
-    encoded = [v.encode("utf-8") for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    data = pa.py_buffer(b"".join(encoded))
-    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
-
-
-def list_array(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.Array:
-    """An Arrow list column from flat ``values`` and row ``offsets`` (no Python lists of lists)."""
-    return pa.ListArray.from_arrays(numpy_array(np.asarray(offsets, dtype=np.int32), pa.int32()),
-                                    numpy_array(values, value_type))  # fmt: skip
-
-
 def sequence_batch(
     enc: EncodedBatch, sources: list[str], lines: np.ndarray, labels: str, schema: pa.Schema
 ) -> pa.RecordBatch:
@@ -178,7 +144,7 @@ def sequence_batch(
 
 def _meta(sources, lines, n_trained, truncated, adjusted) -> list[pa.Array]:
     return [
-        _string_array(sources),
+        string_array(sources),
         numpy_array(np.asarray(lines, dtype=np.int64), pa.int64()),
         numpy_array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
         numpy_array(np.asarray(truncated, dtype=bool), pa.bool_()),

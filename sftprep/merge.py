@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sftprep import storage
+from sftprep.arrays import to_numpy
 from sftprep.build import MANIFEST, MANIFEST_FORMAT, REJECTS, BuildResult
 from sftprep.digest import RowDigest
 from sftprep.errors import ConfigError, DataError, InputError
@@ -178,8 +179,8 @@ class _Cursor:
         where = pc.index_in(batch.column("source_file"), value_set=self.positions)
         if where.null_count:
             raise DataError(f"{self.part.location}: a row's source_file is not among the build's inputs")
-        lines = batch.column("source_line").to_numpy(zero_copy_only=False).astype(np.int64)
-        return (where.to_numpy(zero_copy_only=False).astype(np.int64) << _LINE_BITS) | lines
+        lines = to_numpy(batch.column("source_line")).astype(np.int64)
+        return (to_numpy(where).astype(np.int64) << _LINE_BITS) | lines
 
     @property
     def head(self) -> int:

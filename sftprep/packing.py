@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sftprep.arrays import list_array, numpy_array, to_numpy
 from sftprep.encode import EncodedBatch
 from sftprep.labels import (
     ID_TYPE,
     IGNORE_INDEX,
     MASK_TYPE,
     hf_labels,
-    list_array,
     schema_for,
     shifted_labels,
     trained_token_mask,
@@ -316,7 +316,7 @@ def _pool_of(enc: EncodedBatch, sources: Sequence[str], lines: np.ndarray) -> _P
 def _pool_of_rows(batch: pa.RecordBatch, labels: str) -> _Pool:
     """Read the trained flags back from the labels of unpacked rows (the convention, inverted)."""
     ids_column = batch.column("input_ids")
-    offsets = np.asarray(ids_column.offsets, dtype=np.int64)
+    offsets = to_numpy(ids_column.offsets).astype(np.int64)
     offsets = offsets - offsets[0]  # the batch may be a slice
     ids = _flat(ids_column).astype(np.int32)
     if labels == "hf":
@@ -331,9 +331,9 @@ def _pool_of_rows(batch: pa.RecordBatch, labels: str) -> _Pool:
         offsets[:-1],
         np.diff(offsets),
         batch.column("source_file").to_pylist(),
-        batch.column("source_line").to_numpy(zero_copy_only=False).astype(np.int64),
-        batch.column("truncated").to_numpy(zero_copy_only=False).astype(bool),
-        batch.column("boundary_adjusted").to_numpy(zero_copy_only=False).astype(bool),
+        to_numpy(batch.column("source_line")).astype(np.int64),
+        to_numpy(batch.column("truncated")),
+        to_numpy(batch.column("boundary_adjusted")),
     )
 
 
@@ -475,7 +475,7 @@ class Packer:
             list_array(row_ex, pool.lengths, ID_TYPE),
             list_array(row_ex, pool.sources, pa.string()),
             list_array(row_ex, pool.lines, pa.int64()),
-            pa.array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
+            numpy_array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
             list_array(row_ex, pool.truncated, pa.bool_()),
             list_array(row_ex, pool.adjusted, pa.bool_()),
         ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from sftprep.labels import ID_TYPE, IGNORE_INDEX, MASK_TYPE, list_array
+from sftprep.arrays import list_array, to_numpy
+from sftprep.labels import ID_TYPE, IGNORE_INDEX, MASK_TYPE
 from sftprep.tokenizer import TokenizerInfo
 
 PAD_TO_CHOICES = ("max-length",)
@@ -94,7 +95,7 @@ def pad_batch(
     """
     schema = schema if schema is not None else padded_schema(batch.schema)
     ids = batch.column("input_ids")
-    old_offsets = np.asarray(ids.offsets)
+    old_offsets = to_numpy(ids.offsets)
     old_len = np.diff(old_offsets)
     new_len = padded_lengths(old_len, length, multiple_of)
     new_offsets = np.zeros(len(new_len) + 1, dtype=np.int64)
@@ -123,7 +124,7 @@ def pad_batch(
 
 
 def _flat(column: pa.ListArray) -> np.ndarray:
-    return column.flatten().to_numpy(zero_copy_only=False)
+    return to_numpy(column.flatten())
 
 
 def _scatter(column: pa.ListArray, where, real, new_offsets, fill) -> pa.Array:

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sftprep.arrays import to_numpy
 from sftprep.errors import ConfigError
 from sftprep.view.source import Rows
 
@@ -88,7 +89,7 @@ def row_lengths(batch: pa.RecordBatch, mode: str) -> np.ndarray:
     row (or an hf row) has ``attention_mask`` 1 on its real tokens.
     """
     if mode == "exploded":
-        return batch.column("position").to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        return to_numpy(batch.column("position")).astype(np.int64) + 1
     for name in ("seq_lengths", "attention_mask"):
         if name in batch.schema.names:
             return list_sums(batch.column(name))
@@ -97,13 +98,13 @@ def row_lengths(batch: pa.RecordBatch, mode: str) -> np.ndarray:
 
 def list_lengths(column: pa.Array) -> np.ndarray:
     """Per row of a list column: how many values it holds."""
-    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    return to_numpy(pc.list_value_length(column)).astype(np.int64)
 
 
 def list_sums(column: pa.Array) -> np.ndarray:
     """Per row of a list column of numbers: their sum."""
-    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(column).to_numpy()
+    values = to_numpy(pc.list_flatten(column))
+    parents = to_numpy(pc.list_parent_indices(column))
     return np.bincount(parents, weights=values, minlength=len(column))[: len(column)].astype(np.int64)
 
 
@@ -115,8 +116,8 @@ def _eos_trained(batch: pa.RecordBatch, eos_id: int) -> np.ndarray:
     """Per row: is the EOS token one of its trained targets?"""
     column = batch.column(_label_column(batch))
     if not pa.types.is_list(column.type):
-        return column.to_numpy(zero_copy_only=False) == eos_id
-    hits = pc.list_parent_indices(column).to_numpy()[pc.list_flatten(column).to_numpy() == eos_id]
+        return to_numpy(column) == eos_id
+    hits = to_numpy(pc.list_parent_indices(column))[to_numpy(pc.list_flatten(column)) == eos_id]
     return np.bincount(hits, minlength=batch.num_rows)[: batch.num_rows] > 0
 
 
@@ -124,12 +125,12 @@ def _any_per_row(column: pa.Array, test: Callable[[pa.Array], np.ndarray]) -> np
     """``test`` per row; for list columns (packed rows hold one value per example), any of them."""
     if not pa.types.is_list(column.type):
         return test(column)
-    hits = pc.list_parent_indices(column).to_numpy()[test(pc.list_flatten(column))]
+    hits = to_numpy(pc.list_parent_indices(column))[test(pc.list_flatten(column))]
     return np.bincount(hits, minlength=len(column))[: len(column)] > 0
 
 
 def any_flag(column: pa.Array) -> np.ndarray:
-    return _any_per_row(column, lambda c: c.fill_null(False).to_numpy(zero_copy_only=False))
+    return _any_per_row(column, lambda c: to_numpy(c.fill_null(False) if c.null_count else c))
 
 
 def _row_filter(batch: pa.RecordBatch, base: int, rows: Rows, sel: Selection) -> np.ndarray:
@@ -138,22 +139,28 @@ def _row_filter(batch: pa.RecordBatch, base: int, rows: Rows, sel: Selection) ->
         keep &= in_ranges(np.arange(base, base + batch.num_rows), sel.index)
     if sel.source:
         name = sel.source
-        keep &= _any_per_row(
-            batch.column("source_file"),
-            lambda c: any_flag(pc.or_(pc.equal(c, name), pc.ends_with(c, "/" + name))),
-        )
+        keep &= _any_per_row(batch.column("source_file"), lambda c: _names_match(c, name))
     if sel.lines:
         lo, hi = sel.lines
-        keep &= _any_per_row(
-            batch.column("source_line"),
-            lambda c: any_flag(pc.and_(pc.greater_equal(c, lo), pc.less_equal(c, hi))),
-        )
+        keep &= _any_per_row(batch.column("source_line"), lambda c: (lo <= to_numpy(c)) & (to_numpy(c) <= hi))
     for flag in ("truncated", "boundary-adjusted"):
         if flag in sel.where:
             keep &= any_flag(batch.column(flag.replace("-", "_")))
     if "max-length" in sel.where:
         keep &= row_lengths(batch, rows.mode) == rows.max_length
     return keep
+
+
+def _names_match(files: pa.Array, name: str) -> np.ndarray:
+    """Per value: is it the file ``name``, or a path ending in ``/name``?
+
+    Compared once per distinct file (a build has few), in Python: pyarrow's
+    string kernels would import pandas to convert ``name``.
+    """
+    encoded = files.dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    hits = np.array([n == name or n.endswith("/" + name) for n in names], dtype=bool)
+    return hits[to_numpy(encoded.indices)] if len(names) else np.zeros(len(files), dtype=bool)
 
 
 def example_matches(sel: Selection, source_file: str, source_line: int, flags: dict[str, bool]) -> bool:
@@ -183,12 +190,12 @@ def _group_starts(batch: pa.RecordBatch, mode: str, previous: tuple | None) -> n
     n = batch.num_rows
     if mode != "exploded":
         return np.ones(n, dtype=bool)
-    files, lines = batch.column("source_file"), batch.column("source_line").to_numpy(zero_copy_only=False)
-    position = batch.column("position").to_numpy(zero_copy_only=False)
+    files, lines = batch.column("source_file"), to_numpy(batch.column("source_line"))
+    position = to_numpy(batch.column("position"))
     starts = np.empty(n, dtype=bool)
     if n > 1:
-        other_file = pc.not_equal(files.slice(1), files.slice(0, n - 1)).fill_null(True)
-        starts[1:] = other_file.to_numpy(zero_copy_only=False) | (lines[1:] != lines[:-1])
+        other_file = pc.not_equal(files.slice(1), files.slice(0, n - 1))
+        starts[1:] = to_numpy(other_file) | (lines[1:] != lines[:-1])
         starts[1:] |= position[1:] <= position[:-1]
     if previous is None:
         starts[0] = True

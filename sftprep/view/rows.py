@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sftprep.arrays import to_numpy
 from sftprep.labels import IGNORE_INDEX, META_FIELDS
 from sftprep.packing import unpack_row
 from sftprep.view.choose import in_ranges
@@ -133,7 +134,7 @@ class _Columns:
     def ids(self, name: str, i: int) -> np.ndarray:
         if name not in self._lists:
             column = self.batch.column(name)
-            self._lists[name] = (column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False))
+            self._lists[name] = (to_numpy(column.offsets), to_numpy(column.values))
         offsets, values = self._lists[name]
         return values[offsets[i] : offsets[i + 1]]
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rich.text import Text
 
+from sftprep.arrays import numpy_array, to_numpy
 from sftprep.packing import PackStats
 from sftprep.view.choose import Selection, all_groups, any_flag, in_ranges, list_lengths, row_lengths
 from sftprep.view.draw import Look, rule, wrap
@@ -55,7 +56,7 @@ class _Tally:
 
     def add(self, batch: pa.RecordBatch, owner: np.ndarray, mode: str) -> None:
         self.rows += batch.num_rows
-        self.trained += int(batch.column("num_trained_tokens").to_numpy(zero_copy_only=False).sum())
+        self.trained += int(to_numpy(batch.column("num_trained_tokens")).sum())
         real = row_lengths(batch, mode)
         if mode != "exploded":
             self.padding += int((list_lengths(batch.column("input_ids")) - real).sum())
@@ -77,7 +78,8 @@ class _Tally:
 
 def _flat(column: pa.Array, fill: Any = 0) -> np.ndarray:
     """A list column's values, one after another (``fill`` where a value is null)."""
-    return pc.list_flatten(column).fill_null(fill).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(column)
+    return to_numpy(values.fill_null(fill) if values.null_count else values)
 
 
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -96,7 +98,7 @@ def _tally(rows: Rows, sel: Selection) -> _Tally:
             keep &= in_ranges(idx, sel.index)
         base += batch.num_rows
         if keep.any():
-            tally.add(batch.filter(pa.array(keep)), owner[keep], rows.mode)
+            tally.add(batch.filter(numpy_array(keep, pa.bool_())), owner[keep], rows.mode)
     return tally
 
 
