@@ -43,7 +43,7 @@ from sftprep.packing import (
     padded_schema,
 )
 from sftprep.parallel import run_transform
-from sftprep.readers import InputFile, Record, expand_inputs
+from sftprep.readers import InputFile, Record, expand_inputs, settle
 from sftprep.templates import (
     Renderer,
     Template,
@@ -142,7 +142,7 @@ class _Inputs:
             ) as f:
                 self.opened.append(f)
                 done = 0
-                for record in f.records():
+                for record in f.records(lazy=True):
                     yield record
                     if f.bytes_read - done >= 1 << 20:
                         self.progress.advance(f.bytes_read - done)
@@ -336,6 +336,7 @@ class _Stream:
         # all bad, so handling them needs no transform. Every slice binds the template to
         # the first good record of the whole input, so that all slices render alike.
         for index, batch in batches:
+            batch = settle(batch)  # the rest are settled by the transform, in the workers
             first = next((r for r in batch if r.error is None), None)
             if first is None:
                 if self._mine(index):

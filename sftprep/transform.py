@@ -21,7 +21,7 @@ from sftprep.chat_formats import Conversation, detect_format, to_messages
 from sftprep.encode import EncodedBatch, EncodeOptions, Encoder
 from sftprep.errors import RecordError
 from sftprep.labels import exploded_batches, schema_for, sequence_batch
-from sftprep.readers import Record
+from sftprep.readers import Record, settle
 from sftprep.templates import (
     Renderer,
     Template,
@@ -93,6 +93,7 @@ class BatchTransform:
         raise NotImplementedError
 
     def __call__(self, records: list[Record]) -> BatchResult:
+        records = settle(records)
         counts = Counts(records_read=len(records))
         errors: dict[int, RecordError] = {}
         items: list[Any] = []

@@ -44,6 +44,12 @@ def good(records: list[Record]) -> list[dict]:
     return [r.data for r in records]
 
 
+def as_tuples(records: list[Record]) -> list[tuple]:
+    """Records as comparable tuples (errors are exceptions, which compare by identity)."""
+    return [(r.source, r.number, r.unit, r.data, r.raw, r.pending, r.error and (r.error.reason, str(r.error)))
+            for r in records]  # fmt: skip
+
+
 def error(record: Record) -> tuple[str, str, str]:
     """(where, reason, message) of a bad record, checking the invariants every bad record keeps."""
     assert record.data is None and record.error is not None
@@ -195,6 +201,36 @@ def test_jsonl_does_not_split_on_unicode_line_separators():
     # U+0085 and U+2028 are valid inside JSON strings; str.splitlines() would split on them.
     write("d.jsonl", '{"a": "x\u0085y"}\n{"a": "x\u2028y"}\n{"a": "\u00e9"}\n')
     assert good(read("d.jsonl")) == [{"a": "x\u0085y"}, {"a": "x\u2028y"}, {"a": "\u00e9"}]
+
+
+def test_jsonl_cut_off_line_names_the_column_after_its_end():
+    write("d.jsonl", '{"a": 0}\n{"a": 1\n{"a": \r\n')
+    assert [error(r)[2] for r in read("d.jsonl")[1:]] == [
+        "malformed JSON: Expecting ',' delimiter at column 8",
+        "malformed JSON: Expecting value at column 7",
+    ]
+
+
+def test_lazy_jsonl_records_settle_to_what_eager_reading_gives():
+    """A build reads JSON Lines lazily (workers parse them); settled, nothing differs."""
+    lines = [b'{"a": 1}', b"", b'{"a": 1 "b": 2}', b"[1, 2]", b'{"a": "\xc3\xa9"}', b'{"a": "x\x00"}',
+             b'{"a": "\xff"}', b"   ", b'{"a": [1, {"b": null}]}', b'"text"']  # fmt: skip
+    write("d.jsonl", b"\r\n".join(lines) + b"\n")
+    eager = read("d.jsonl")
+    lazy = list(InputFile("d.jsonl").records(lazy=True))
+    assert [r.number for r in lazy] == [r.number for r in eager]
+    assert all(r.pending for r in lazy if r.error is None)
+    assert all(not r.pending and r.data is None for r in lazy if r.error is not None)  # NUL, bad UTF-8
+    assert as_tuples(readers.settle(lazy)) == as_tuples(eager)
+    assert as_tuples(readers.settle(eager)) == as_tuples(eager)
+
+
+def test_records_pickle_as_they_are():
+    import pickle
+
+    records = read(write("d.jsonl", '{"a": 1}\n{"a": 1 "b": 2}\n'))
+    records += list(InputFile("d.jsonl").records(lazy=True))
+    assert as_tuples(pickle.loads(pickle.dumps(records))) == as_tuples(records)
 
 
 def test_jsonl_bom_is_skipped():
