@@ -2,6 +2,7 @@
 
     python bench/profile_build.py                       # 50,000 bench rows, --workers 1
     python bench/profile_build.py --workers 2           # main process and each worker, apart
+    python bench/profile_build.py --workers 2 --cpu     # CPU time only (where the cores go)
     python bench/profile_build.py --input my.jsonl -- -t qa --labels hf
 
 It samples a real ``sftprep build`` (wall-clock samples, idle ones included, with
@@ -116,7 +117,7 @@ def summarize(raw: Path, package_root: str) -> dict[str, Counter[str]]:
     return by_process
 
 
-def report(by_process: dict[str, Counter[str]], rate: int) -> list[str]:
+def report(by_process: dict[str, Counter[str]], rate: int, time_kind: str = "wall") -> list[str]:
     """Per process and thread, the share of its samples in each stage.
 
     Threads that only wait (the worker pool's helper threads) are left out:
@@ -127,7 +128,7 @@ def report(by_process: dict[str, Counter[str]], rate: int) -> list[str]:
         total = sum(stages.values())
         if stages[OUTSIDE] > 0.95 * total:
             continue
-        lines.append(f"{process}: {total} samples, about {total / rate:.1f} s of wall time")
+        lines.append(f"{process}: {total} samples, about {total / rate:.1f} s of {time_kind} time")
         for stage, n in stages.most_common():
             lines.append(f"  {100 * n / total:5.1f}%  {n / rate:6.2f} s  {stage}")
     return lines
@@ -140,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER))
     parser.add_argument("--workers", type=int, default=1, help="--workers for the build (1)")
     parser.add_argument("--rate", type=int, default=250, help="samples per second (250)")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="count only samples where a thread is running (CPU time), not idle or waiting ones",
+    )
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("build_args", nargs="*", help="more sftprep build options, after --")
     args = parser.parse_args(argv)
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         spy = [
             "py-spy",
             "record",
-            "--idle",
+            *([] if args.cpu else ["--idle"]),
             "--native",
             "--rate",
             str(args.rate),
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"profiling failed:\n{done.stderr.strip()}")
         print(f"sftprep build {' '.join(build[4:])}")
         print(f"sftprep from {package_root}; {wall:.1f} s under py-spy; stacks in {raw}")
-        print("\n".join(report(summarize(raw, package_root), args.rate)))
+        print("\n".join(report(summarize(raw, package_root), args.rate, "CPU" if args.cpu else "wall")))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

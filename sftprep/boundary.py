@@ -26,6 +26,7 @@ import itertools
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -47,8 +48,14 @@ class PieceLengths:
         self.normalize = normalize
 
     @classmethod
-    def for_tokenizer(cls, tok: Tokenizer) -> PieceLengths | None:
-        data = json.loads(tok.to_str())
+    def for_tokenizer(cls, tok: Tokenizer, data: dict[str, Any] | None = None) -> PieceLengths | None:
+        """The table for ``tok``, or None when its family is not covered.
+
+        ``data`` is the tokenizer's JSON when the caller has it parsed already
+        (only its model, normalizer, pre-tokenizer and decoder are read, which
+        adding special tokens does not change).
+        """
+        data = json.loads(tok.to_str()) if data is None else data
         model = data.get("model") or {}
         if model.get("type") != "BPE":
             return None
@@ -77,21 +84,19 @@ class PieceLengths:
         if self.normalize:
             assert self.tok.normalizer is not None
             return len(self.tok.normalizer.normalize_str(prompt).encode("utf-8"))
-        return len(prompt.encode("utf-8"))
+        return len(prompt) if prompt.isascii() else len(prompt.encode("utf-8"))  # isascii is O(1)
 
     def prompt_token_counts(
-        self, rows: Sequence[list[int]], prompts: Sequence[str], n_head: int, n_tail: int
+        self, flat: np.ndarray, starts: np.ndarray, prompts: Sequence[str], n_head: int, n_tail: int
     ) -> np.ndarray:
         """For each row, how many tokens (head included) the prompt is, or -1 if unknown.
 
-        -1 means: a token straddles the boundary, or the row holds a token of
-        unknown length; the caller then uses offsets.
+        Rows are ``flat[starts[i]:starts[i+1]]`` (see :func:`flatten`). -1 means:
+        a token straddles the boundary, or the row holds a token of unknown
+        length; the caller then uses offsets.
         """
-        n = len(rows)
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-        starts = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=starts[1:])
-        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(starts[-1]))
+        n = len(starts) - 1
+        lengths = np.diff(starts)
         piece = self.lengths[flat]
         unknown = ~self.fixed[flat]
         # The post-processor's own tokens (BOS before, maybe EOS after) cover no text.
@@ -109,9 +114,21 @@ class PieceLengths:
         counts = np.where(hit, idx + 1 - starts[:-1], -1)
         empty_prompt = want == before
         counts = np.where(empty_prompt, n_head, counts)
-        row_unknown = np.add.reduceat(unknown, starts[:-1]) > 0 if len(flat) else np.zeros(n, bool)
+        unknown_before = np.concatenate(([0], np.cumsum(unknown)))
+        row_unknown = unknown_before[starts[1:]] > unknown_before[starts[:-1]]
         counts[row_unknown | (lengths == 0)] = -1
         return counts
+
+
+def flatten(rows: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ids as one flat int64 array and ``n + 1`` row starts.
+
+    Example: ``[[5, 6], [], [7]]`` -> ``([5, 6, 7], [0, 2, 2, 3])``.
+    """
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=starts[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(starts[-1]))
+    return flat, starts
 
 
 def _family(data: dict) -> str | None:

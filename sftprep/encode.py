@@ -27,14 +27,13 @@ reproduce the text exactly, the record is rejected (``boundary_merge``).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 
-from sftprep.boundary import PieceLengths
+from sftprep.boundary import PieceLengths, flatten
 from sftprep.tokenizer import TokenizerInfo
 
 # Pairs whose boundary both rules must agree on: plain, merged, multi-byte,
@@ -137,6 +136,15 @@ def encode_rows(
     return kept
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices ``starts[i] .. starts[i] + lengths[i] - 1`` of every ``i``, one after another.
+
+    Example: starts ``[10, 20]``, lengths ``[2, 3]`` -> ``[10, 11, 20, 21, 22]``.
+    """
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - ends + lengths, lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+
 def _strip_tail(ids: list[int], tail: list[int]) -> list[int]:
     if tail and ids[-len(tail) :] == tail:
         return ids[: -len(tail)]
@@ -165,7 +173,9 @@ class Encoder:
         self.bos = info.bos_id
         # Without offsets where token lengths tell the boundary (see boundary.py);
         # --verify-prompts checks every row against the prompt tokenized alone instead.
-        self.pieces = None if options.verify_prompts else PieceLengths.for_tokenizer(self.tok)
+        self.pieces = (
+            None if options.verify_prompts else PieceLengths.for_tokenizer(self.tok, info.source_json)
+        )
         if self.pieces is not None and not self._pieces_agree():
             self.pieces = None
 
@@ -175,7 +185,9 @@ class Encoder:
         joint = [p + t for p, t in _PROBES]
         rows = [_strip_tail(e.ids, self.tail) + self.tail for e in self.tok.encode_batch_fast(joint)]
         assert self.pieces is not None
-        fast = self.pieces.prompt_token_counts(rows, prompts, len(self.head), len(self.tail)).tolist()
+        fast = self.pieces.prompt_token_counts(
+            *flatten(rows), prompts, len(self.head), len(self.tail)
+        ).tolist()
         for (prompt, _), enc, k in zip(_PROBES, self.tok.encode_batch(joint), fast, strict=True):
             exact = _prompt_split(enc, len(prompt), len(self.head))
             if k != (-1 if exact is None else exact):
@@ -183,16 +195,24 @@ class Encoder:
         return True
 
     def encode(self, prompts: Sequence[str], targets: Sequence[str]) -> EncodedBatch:
-        """Encode a batch. Per-pair problems become ``rejected``/``dropped`` entries."""
+        """Encode a batch. Per-pair problems become ``rejected``/``dropped`` entries.
+
+        Most rows need nothing but their tail stripped and the EOS appended, which
+        is done for all of them at once (:meth:`_plain_rows`); the others (boundary
+        unknown or merged, double BOS, too long) go through :meth:`_one_row`.
+        """
         joint = [p + t for p, t in zip(prompts, targets, strict=True)]
         if self.pieces is not None:
             encodings = self.tok.encode_batch_fast(joint, add_special_tokens=True)
-            all_ids = [e.ids for e in encodings]
-            known = self.pieces.prompt_token_counts(all_ids, prompts, len(self.head), len(self.tail)).tolist()
         else:
             encodings = self.tok.encode_batch(joint, add_special_tokens=True)
-            all_ids = [e.ids for e in encodings]
-            known = [-1] * len(joint)
+        all_ids = [e.ids for e in encodings]
+        flat, starts = flatten(all_ids)
+        if self.pieces is not None:
+            known = self.pieces.prompt_token_counts(flat, starts, prompts, len(self.head), len(self.tail))
+        else:
+            known = np.full(len(joint), -1, dtype=np.int64)
+        body, eos_in_text, plain = self._plain_rows(flat, starts, known)
         alone = None
         if self.options.verify_prompts:
             alone = self.tok.encode_batch_fast(list(prompts), add_special_tokens=True)
@@ -203,7 +223,7 @@ class Encoder:
         def one_row(i: int) -> tuple[list[int], int, bool, bool]:
             ids = _strip_tail(all_ids[i], self.tail)
             if known[i] >= 0:
-                n_prompt, was_adjusted = known[i], False
+                n_prompt, was_adjusted = int(known[i]), False
             else:
                 enc = encodings[i] if self.pieces is None else self.tok.encode(joint[i])
                 ids, n_prompt, was_adjusted = self._split(enc, ids, prompts[i], joint[i], alone, i)
@@ -211,29 +231,61 @@ class Encoder:
             ids, n_prompt, was_truncated = self._truncate(ids, n_prompt)
             return ids, n_prompt, was_adjusted, was_truncated
 
-        kept = encode_rows(((i, i) for i in range(len(all_ids))), one_row, rejected, dropped)
-        rows = [ids for _, (ids, _, _, _) in kept]
-        prompt_lens = [n for _, (_, n, _, _) in kept]
-        index = [i for i, _ in kept]
-        adjusted = [a for _, (_, _, a, _) in kept]
-        truncated = [t for _, (_, _, _, t) in kept]
-        counts["boundary_adjusted"] += sum(adjusted)
-        counts["truncated"] += sum(truncated)
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = itertools.chain.from_iterable(rows)
-        return EncodedBatch(
-            ids=np.fromiter(flat, dtype=np.int32, count=int(offsets[-1])),
-            offsets=offsets,
-            prompt_lens=np.asarray(prompt_lens, dtype=np.int64),
-            index=np.asarray(index, dtype=np.int64),
-            truncated=np.asarray(truncated, dtype=bool),
-            boundary_adjusted=np.asarray(adjusted, dtype=bool),
-            rejected=rejected,
-            dropped=dropped,
-            counts=counts,
+        others = dict(
+            encode_rows(((i, i) for i in np.flatnonzero(~plain).tolist()), one_row, rejected, dropped)
         )
+        counts["eos_in_text"] += int(eos_in_text[plain].sum())
+        return self._assemble(
+            flat, starts, body, eos_in_text, plain, known, others, rejected, dropped, counts
+        )
+
+    def _plain_rows(self, flat: np.ndarray, starts: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per row: its length without the post-processor's tail, whether its text ends
+        with the EOS already, and whether it is *plain*: boundary known, no double
+        BOS, no truncation needed (every case :meth:`_one_row` handles otherwise)."""
+        lengths = np.diff(starts)
+        n_tail = len(self.tail)
+        has_tail = lengths >= n_tail if n_tail else np.zeros(len(lengths), dtype=bool)
+        for t, tail_id in enumerate(self.tail):
+            at = starts[1:] - n_tail + t
+            has_tail &= flat[np.clip(at, 0, max(len(flat) - 1, 0))] == tail_id if len(flat) else False
+        body = lengths - n_tail * has_tail
+        last = flat[np.clip(starts[:-1] + body - 1, 0, max(len(flat) - 1, 0))] if len(flat) else body
+        eos_in_text = (body > known) & (last == self.eos)
+        plain = known >= 0
+        if self.bos is not None and len(flat):
+            first, second = starts[:-1], np.minimum(starts[:-1] + 1, len(flat) - 1)
+            plain &= ~((body > 1) & (flat[first] == self.bos) & (flat[second] == self.bos))
+        if self.options.max_length is not None:
+            plain &= body + ~eos_in_text <= self.options.max_length
+        return body, eos_in_text, plain
+
+    def _assemble(self, flat, starts, body, eos_in_text, plain, known, others, rejected, dropped, counts):
+        """The batch's rows in input order: plain rows gathered from ``flat``, the others as made."""
+        index = np.union1d(np.flatnonzero(plain), np.fromiter(others, dtype=np.int64, count=len(others)))
+        is_plain = plain[index]
+        out_len = np.where(is_plain, body[index] + ~eos_in_text[index], 0)
+        prompt_lens = np.where(is_plain, known[index], 0)
+        adjusted = np.zeros(len(index), dtype=bool)
+        truncated = np.zeros(len(index), dtype=bool)
+        for k in np.flatnonzero(~is_plain).tolist():
+            ids, n_prompt, adjusted[k], truncated[k] = others[int(index[k])]
+            out_len[k], prompt_lens[k] = len(ids), n_prompt
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(out_len, out=offsets[1:])
+        ids = np.empty(int(offsets[-1]), dtype=np.int32)
+        rows = np.flatnonzero(is_plain)
+        src, n = starts[index[rows]], body[index[rows]]
+        ids[_ranges(offsets[rows], n)] = flat[_ranges(src, n)]
+        append = rows[~eos_in_text[index[rows]]]
+        ids[offsets[append] + body[index[append]]] = self.eos
+        for k in np.flatnonzero(~is_plain).tolist():
+            ids[offsets[k] : offsets[k + 1]] = others[int(index[k])][0]
+        counts["boundary_adjusted"] += int(adjusted.sum())
+        counts["truncated"] += int(truncated.sum())
+        return EncodedBatch(ids=ids, offsets=offsets, prompt_lens=prompt_lens.astype(np.int64), index=index,
+                            truncated=truncated, boundary_adjusted=adjusted, rejected=rejected, dropped=dropped,
+                            counts=counts)  # fmt: skip
 
     def _split(
         self, enc, ids: list[int], prompt: str, joint: str, alone, i: int

@@ -49,6 +49,8 @@ class TokenizerInfo:
         head_ids / tail_ids: the ids the post-processor puts before and after
             a single sequence (``[1]`` / ``[]`` for Mistral's ``<s>``).
         added_markers: tokens sftprep added (template markers, a new EOS).
+        source_json: the tokenizer's JSON as parsed at load, so that the encoder's
+            piece-length table need not serialize and parse it again; not pickled.
     """
 
     tokenizer: Tokenizer
@@ -61,6 +63,10 @@ class TokenizerInfo:
     head_ids: list[int] = field(default_factory=list)
     tail_ids: list[int] = field(default_factory=list)
     added_markers: list[str] = field(default_factory=list)
+    source_json: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "source_json": None}
 
     @property
     def vocab_size(self) -> int:
@@ -203,7 +209,11 @@ def _untrimmed(data: Any) -> Any:
     span; the boundary check needs spans that cover every character.
     """
     if isinstance(data, dict):
-        return {k: (False if k == "trim_offsets" else _untrimmed(v)) for k, v in data.items()}
+        # The model's vocabulary and merges (most of the file) hold no options.
+        return {
+            k: (False if k == "trim_offsets" else v if k == "model" else _untrimmed(v))
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [_untrimmed(v) for v in data]
     return data
@@ -257,6 +267,7 @@ def load_tokenizer(spec: str | None, eos: str | None = None) -> TokenizerInfo:
         bos_token=pick("bos_token"),
         eos_token=pick("eos_token"),
         pad_token=pick("pad_token"),
+        source_json=data,
     )
     if eos is not None:
         info.add_special_tokens([eos])

@@ -107,6 +107,39 @@ def test_double_bos_and_eos_in_text(tokenizer_path):
     assert enc.counts["double_bos_removed"] == 1 and enc.counts["eos_in_text"] == 1
 
 
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+def test_mixed_batch_equals_rows_encoded_alone(tokenizer, tokenizer_path):
+    """Plain rows (done with numpy for the whole batch) and special ones (done one by one)
+    interleave in input order, each exactly as it comes out alone."""
+    info = load_tokenizer(tokenizer_path(tokenizer))
+    pairs = [
+        ("Question: hi Answer:", " yes"),  # plain
+        ("<s>Question: hi Answer:", " yes"),  # text starts with BOS
+        ("Question: hi Answer:", " yes</s>"),  # target ends with EOS
+        ("Answer:", "Paris"),  # may merge across the boundary
+        ("Q: " + "long " * 40, " short"),  # over --max-length: prompt cut
+        ("Q:", " word" * 60),  # target too long: rejected
+        ("", "only a target"),
+        ("Question: two Answer:", " no"),  # plain
+    ]
+    encoder = Encoder(info, EncodeOptions(max_length=32))
+    batch = encoder.encode([p for p, _ in pairs], [t for _, t in pairs])
+    rows, rejected = [], []
+    for i, (prompt, target) in enumerate(pairs):
+        alone = encoder.encode([prompt], [target])
+        rejected += [(i, reason) for _, reason, _ in alone.rejected]
+        if len(alone):
+            flags = (alone.truncated[0], alone.boundary_adjusted[0])
+            rows.append((i, alone.ids.tolist(), int(alone.prompt_lens[0]), *flags))
+    got = [
+        (int(i), batch.ids[batch.offsets[k] : batch.offsets[k + 1]].tolist(), int(batch.prompt_lens[k]),
+         batch.truncated[k], batch.boundary_adjusted[k])
+        for k, i in enumerate(batch.index)
+    ]  # fmt: skip
+    assert got == rows
+    assert [(i, reason) for i, reason, _ in batch.rejected] == rejected == [(5, "target_too_long")]
+
+
 @pytest.mark.parametrize(
     ("policy", "expect"),
     [("prompt", "cut"), ("target", "cut_target"), ("drop", "dropped")],
