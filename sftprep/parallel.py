@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from sftprep.errors import SftprepError
 
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+_TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,9 +93,12 @@ def run_transform(transform: Callable[[T], R], batches: Iterable[T], workers: in
         return
     global _TRANSFORM
     _TRANSFORM = transform
-    # Each worker is one of `workers` busy processes: let the tokenizer use one
-    # thread in each rather than oversubscribing the cores.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Workers tokenize with one thread each, whatever the user's environment says:
+    # `workers` busy processes already use the cores, and the tokenizer's thread
+    # pool, started in this process, does not survive the fork (a forked worker
+    # that uses it waits forever: TOKENIZERS_PARALLELISM=true used to hang builds).
+    user_setting = os.environ.get(_TOKENIZERS_PARALLELISM)
+    os.environ[_TOKENIZERS_PARALLELISM] = "false"
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     pending: deque[Future[R]] = deque()
@@ -110,6 +114,10 @@ def run_transform(transform: Callable[[T], R], batches: Iterable[T], workers: in
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         _TRANSFORM = None
+        if user_setting is None:
+            os.environ.pop(_TOKENIZERS_PARALLELISM, None)
+        else:
+            os.environ[_TOKENIZERS_PARALLELISM] = user_setting
 
 
 def _result(future: Future[R]) -> R:

@@ -244,7 +244,7 @@ class _Apply:
     def __init__(self) -> None:
         import ray
 
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one busy actor per CPU already
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one busy actor per CPU already
         self.transform: Transform = pickle.loads(ray.get(self.blob))
 
     def __call__(self, table: pa.Table) -> pa.Table:

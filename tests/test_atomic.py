@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -114,3 +115,18 @@ def test_same_bytes_for_any_worker_count(tmp_path, mode, tokenizer_path, data_pa
         assert sorted(p.name for p in other.iterdir()) == names
         for name in names:
             assert (other / name).read_bytes() == (outputs[0] / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("setting", ["true", "1"])
+def test_workers_finish_when_the_user_asks_for_tokenizer_threads(tmp_path, setting):
+    """TOKENIZERS_PARALLELISM=true in the user's environment once hung every --workers build:
+    the tokenizer's thread pool, started before the fork, is gone in the workers."""
+    out = tmp_path / "out"
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": setting}
+    done = subprocess.run(
+        [sys.executable, "-m", "sftprep", "build", "sample_data/qa.jsonl", "-o", str(out), "-q",
+         "--workers", "2", "--batch-size", "8"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "manifest.json").read_text())["counts"]["rows_written"] > 0
