@@ -199,7 +199,7 @@ class Encoder:
 
         Most rows need nothing but their tail stripped and the EOS appended, which
         is done for all of them at once (:meth:`_plain_rows`); the others (boundary
-        unknown or merged, double BOS, too long) go through :meth:`_one_row`.
+        unknown or merged, double BOS, too long) go one by one through ``one_row``.
         """
         joint = [p + t for p, t in zip(prompts, targets, strict=True)]
         if self.pieces is not None:
@@ -242,7 +242,7 @@ class Encoder:
     def _plain_rows(self, flat: np.ndarray, starts: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per row: its length without the post-processor's tail, whether its text ends
         with the EOS already, and whether it is *plain*: boundary known, no double
-        BOS, no truncation needed (every case :meth:`_one_row` handles otherwise)."""
+        BOS, no truncation needed (every case ``one_row`` in :meth:`encode` handles otherwise)."""
         lengths = np.diff(starts)
         n_tail = len(self.tail)
         has_tail = lengths >= n_tail if n_tail else np.zeros(len(lengths), dtype=bool)

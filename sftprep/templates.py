@@ -284,6 +284,11 @@ def detect_template(record: Mapping[str, Any], where: str) -> Template:
 # --- rendering ----------------------------------------------------------------
 
 
+def _blank(text: str) -> bool:
+    """Empty or whitespace only (without copying the text, as ``strip`` would)."""
+    return not text or text.isspace()
+
+
 def _resolve(record: Any, path: str) -> Any:
     """Follow a dotted path into nested objects and lists.
 
@@ -364,11 +369,11 @@ class Renderer:
                 ) from None
             values[name] = _as_text(value, where, name, path)
         target = self._target.render(values)
-        if not any(values[n].strip() for n in self._target.names if n in self.paths):
+        if all(_blank(values[n]) for n in self._target.names if n in self.paths):
             raise RecordError(where, "empty_target", "the target is empty", self._target.names[0])
         prompt = self._prompt
         for name, alternative in self._if_empty:
-            if not values[name].strip():
+            if _blank(values[name]):
                 prompt = alternative
                 break
         return prompt.render(values), target

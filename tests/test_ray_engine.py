@@ -27,6 +27,7 @@ from sftprep.build import Located, TransformError, untransformed
 from sftprep.cli import cli
 from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE
 from sftprep.merge import merge_builds
+from sftprep.readers import settle
 
 pytestmark = pytest.mark.slow  # starting Ray takes seconds
 TESTS = Path(__file__).resolve().parent
@@ -147,9 +148,12 @@ def test_an_unreadable_input_fails_as_locally(ray_local, tmp_path):
 
 
 class _Crashing:
-    """A transform that crashes (not a bad record: a bug) on answers that say "boom"."""
+    """A transform that crashes (not a bad record: a bug) on answers that say "boom".
+
+    Like every transform, it settles the records it gets (JSON Lines arrive unparsed)."""
 
     def __call__(self, records):
+        records = settle(records)
         if any(r.data and r.data.get("answer") == "boom" for r in records):
             raise ZeroDivisionError("division by zero")
         return untransformed(records)
