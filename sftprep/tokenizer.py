@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,21 +203,20 @@ def _locate(spec: str) -> tuple[Path, Path | None]:
     raise TokenizerError(f"cannot find tokenizer '{spec}': tried " + "; ".join(tried))
 
 
-def _untrimmed(data: Any) -> Any:
-    """A copy of the tokenizer JSON with every ``trim_offsets`` switched off.
+# A JSON key with a boolean value: it cannot occur inside a JSON string, where quotes are escaped,
+# nor in the vocabulary, whose values are numbers.
+_TRIM_OFFSETS = re.compile(r'"trim_offsets"(\s*):(\s*)true')
+
+
+def _untrimmed(text: str) -> str:
+    """The tokenizer JSON with every ``trim_offsets`` switched off.
 
     Trimmed offsets leave the leading space of ``Ġword`` outside the token's
-    span; the boundary check needs spans that cover every character.
+    span; the boundary check needs spans that cover every character. Edited
+    as text: parsing, editing and re-serializing a large vocabulary costs more
+    than the tokenizer's own load.
     """
-    if isinstance(data, dict):
-        # The model's vocabulary and merges (most of the file) hold no options.
-        return {
-            k: (False if k == "trim_offsets" else v if k == "model" else _untrimmed(v))
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_untrimmed(v) for v in data]
-    return data
+    return _TRIM_OFFSETS.sub(r'"trim_offsets"\1:\2false', text)
 
 
 def _post_processor_ids(tok: Tokenizer) -> tuple[list[int], list[int]]:
@@ -246,8 +246,9 @@ def load_tokenizer(spec: str | None, eos: str | None = None) -> TokenizerInfo:
     name = "default" if spec is None else spec
     try:
         raw = json_path.read_bytes()
-        data = json.loads(raw)
-        tok = Tokenizer.from_str(json.dumps(_untrimmed(data)))
+        text = raw.decode("utf-8")
+        data = json.loads(text)
+        tok = Tokenizer.from_str(_untrimmed(text))
     except Exception as exc:  # tokenizers raises plain Exception on bad files
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TokenizerError(f"{json_path}: tokenizer does not load: {message}") from None

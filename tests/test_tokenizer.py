@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from sftprep.errors import TokenizerError
-from sftprep.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from sftprep.tokenizer import DEFAULT_TOKENIZER, _untrimmed, load_tokenizer
+from tests.conftest import TOKENIZERS
 
 
 @pytest.mark.parametrize(
@@ -61,3 +64,21 @@ def test_broken_tokenizer_is_a_clear_error(tokenizer_path):
 def test_folder_without_tokenizer_json(tmp_path):
     with pytest.raises(TokenizerError, match=r"has no tokenizer\.json"):
         load_tokenizer(str(tmp_path))
+
+
+def _all_untrimmed(data):
+    """The reference edit: every trim_offsets key in the parsed JSON set to False."""
+    if isinstance(data, dict):
+        return {k: False if k == "trim_offsets" else _all_untrimmed(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_all_untrimmed(v) for v in data]
+    return data
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_trim_offsets_switched_off_as_text_as_if_parsed(name, tokenizer_path):
+    """Offsets must cover every character; the JSON is edited as text, which must equal the parsed edit."""
+    text = (Path(tokenizer_path(name)) / "tokenizer.json").read_text(encoding="utf-8")
+    assert json.loads(_untrimmed(text)) == _all_untrimmed(json.loads(text))
+    tricky = '{"a": {"trim_offsets" : true}, "b": "\\"trim_offsets\\": true", "c": [{"trim_offsets":true}]}'
+    assert json.loads(_untrimmed(tricky)) == _all_untrimmed(json.loads(tricky))
