@@ -244,18 +244,23 @@ class Encoder:
         with the EOS already, and whether it is *plain*: boundary known, no double
         BOS, no truncation needed (every case ``one_row`` in :meth:`encode` handles otherwise)."""
         lengths = np.diff(starts)
+        if len(flat) == 0:  # only empty rows: none is plain (their boundary is unknown)
+            none = np.zeros(len(lengths), dtype=bool)
+            return lengths, none, none
+
+        def at(positions: np.ndarray) -> np.ndarray:
+            # Ids at these positions; a position outside a short row is clipped and masked by the caller.
+            return flat[np.clip(positions, 0, len(flat) - 1)]
+
         n_tail = len(self.tail)
-        has_tail = lengths >= n_tail if n_tail else np.zeros(len(lengths), dtype=bool)
+        has_tail = lengths >= n_tail
         for t, tail_id in enumerate(self.tail):
-            at = starts[1:] - n_tail + t
-            has_tail &= flat[np.clip(at, 0, max(len(flat) - 1, 0))] == tail_id if len(flat) else False
+            has_tail &= at(starts[1:] - n_tail + t) == tail_id
         body = lengths - n_tail * has_tail
-        last = flat[np.clip(starts[:-1] + body - 1, 0, max(len(flat) - 1, 0))] if len(flat) else body
-        eos_in_text = (body > known) & (last == self.eos)
+        eos_in_text = (body > known) & (at(starts[:-1] + body - 1) == self.eos)
         plain = known >= 0
-        if self.bos is not None and len(flat):
-            first, second = starts[:-1], np.minimum(starts[:-1] + 1, len(flat) - 1)
-            plain &= ~((body > 1) & (flat[first] == self.bos) & (flat[second] == self.bos))
+        if self.bos is not None:
+            plain &= ~((body > 1) & (at(starts[:-1]) == self.bos) & (at(starts[:-1] + 1) == self.bos))
         if self.options.max_length is not None:
             plain &= body + ~eos_in_text <= self.options.max_length
         return body, eos_in_text, plain

@@ -9,6 +9,8 @@ real tokenizer in ../shared.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +216,38 @@ def test_length_rule_on_awkward_pairs(tokenizer, tokenizer_path):
     assert a.ids.tolist() == b.ids.tolist()
     assert a.prompt_lens.tolist() == b.prompt_lens.tolist()
     assert a.boundary_adjusted.tolist() == b.boundary_adjusted.tolist()
+
+
+def test_post_processor_tail_is_not_doubled(tmp_path, tokenizer_path):
+    """A post-processor that appends EOS itself (``<s> $A </s>``): the row ends with one EOS,
+    trained; the prompt's ids are the prompt alone without that tail; mixed batches agree."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    source = Path(tokenizer_path("mistral-7b-v0.1"))
+    tok = Tokenizer.from_file(str(source / "tokenizer.json"))
+    tok.post_processor = TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    shutil.copy(source / "tokenizer_config.json", folder / "tokenizer_config.json")
+    info = load_tokenizer(str(folder))
+    assert info.head_ids == [1] and info.tail_ids == [2]
+    encoder = Encoder(info, EncodeOptions(max_length=24))
+    pairs = [
+        ("Question: hi Answer:", " yes"),
+        ("Q:", " done</s>"),
+        ("<s>Q: x", " y"),
+        ("Q: " + "w " * 30, " z"),
+    ]
+    batch = encoder.encode([p for p, _ in pairs], [t for _, t in pairs])
+    for k, i in enumerate(batch.index.tolist()):
+        prompt, target = pairs[i]
+        row = batch.ids[batch.offsets[k] : batch.offsets[k + 1]].tolist()
+        alone = encoder.encode([prompt], [target])
+        assert row == alone.ids.tolist() and int(batch.prompt_lens[k]) == int(alone.prompt_lens[0])
+        assert row[-1] == 2 and row[-2] != 2, "exactly one EOS at the end"
+        if not batch.truncated[k] and not prompt.startswith("<s>"):
+            n = int(batch.prompt_lens[k])
+            assert row[:n] == tok.encode(prompt).ids[:-1], "the prompt alone, without the tail"
+    assert batch.counts["eos_in_text"] == 1 and batch.truncated.tolist() == [False, False, False, True]
