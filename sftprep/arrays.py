@@ -8,6 +8,9 @@ copy nothing where the layout allows.
 
 Example: ``to_numpy(list_array(np.array([0, 2, 3]), np.array([7, 8, 9]), pa.int32()).values)``
 is ``array([7, 8, 9], dtype=int32)``.
+
+Also here, as the other half of laying out flat rows: :func:`ranges`, the flat
+positions of rows given their starts and lengths.
 """
 
 from __future__ import annotations
@@ -50,6 +53,21 @@ def list_array(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.
     """An Arrow list column from flat ``values`` and row ``offsets`` (no Python lists of lists)."""
     return pa.ListArray.from_arrays(numpy_array(np.asarray(offsets, dtype=np.int32), pa.int32()),
                                     numpy_array(values, value_type))  # fmt: skip
+
+
+def filled(array: pa.Array, value: Any) -> pa.Array:
+    """``array`` with nulls replaced by ``value``; as it is when it has none (``fill_null`` makes a
+    scalar, and pyarrow imports pandas to make one)."""
+    return array.fill_null(value) if array.null_count else array
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every ``i``, one after another.
+
+    Example: starts ``[10, 20]``, lengths ``[2, 3]`` -> ``[10, 11, 20, 21, 22]``.
+    """
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - ends + lengths, lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
 def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:

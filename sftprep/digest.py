@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sftprep.arrays import to_numpy
+from sftprep.arrays import filled, to_numpy
 
 DIGEST_VERSION = "sftprep-rows-sha256/1"
 
@@ -60,8 +60,7 @@ class RowDigest:
         self._put(key + "/valid", valid.tobytes())
         kind = array.type
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            lengths = pc.list_value_length(array)
-            lengths = to_numpy(lengths.fill_null(0) if lengths.null_count else lengths)
+            lengths = to_numpy(filled(pc.list_value_length(array), 0))
             self._put(key + "/len", lengths.astype(np.int64).tobytes())
             self._feed(key + "/item", array.flatten())
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
@@ -70,12 +69,10 @@ class RowDigest:
             self._put(key + "/len", np.array([len(v) for v in encoded], np.int64).tobytes())
             self._put(key, b"".join(encoded))
         else:
-            values = (
-                array
-                if not array.null_count
-                else array.fill_null(pa.scalar(0, kind) if not pa.types.is_boolean(kind) else False)
-            )
-            self._put(key, np.ascontiguousarray(to_numpy(values)).tobytes())
+            zero = (
+                False if pa.types.is_boolean(kind) else 0
+            )  # fill_null makes it a scalar of the column's type
+            self._put(key, np.ascontiguousarray(to_numpy(filled(array, zero))).tobytes())
 
     def hexdigest(self) -> str:
         """The digest of every row added so far: one hex sha256."""

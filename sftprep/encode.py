@@ -33,6 +33,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from sftprep.arrays import ranges
 from sftprep.boundary import PieceLengths, flatten
 from sftprep.tokenizer import TokenizerInfo
 
@@ -134,15 +135,6 @@ def encode_rows(
         except RowDropped:
             dropped.append(i)
     return kept
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The indices ``starts[i] .. starts[i] + lengths[i] - 1`` of every ``i``, one after another.
-
-    Example: starts ``[10, 20]``, lengths ``[2, 3]`` -> ``[10, 11, 20, 21, 22]``.
-    """
-    ends = np.cumsum(lengths)
-    return np.repeat(starts - ends + lengths, lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
 def _strip_tail(ids: list[int], tail: list[int]) -> list[int]:
@@ -281,14 +273,14 @@ class Encoder:
         ids = np.empty(int(offsets[-1]), dtype=np.int32)
         rows = np.flatnonzero(is_plain)
         src, n = starts[index[rows]], body[index[rows]]
-        ids[_ranges(offsets[rows], n)] = flat[_ranges(src, n)]
+        ids[ranges(offsets[rows], n)] = flat[ranges(src, n)]
         append = rows[~eos_in_text[index[rows]]]
         ids[offsets[append] + body[index[append]]] = self.eos
         for k in np.flatnonzero(~is_plain).tolist():
             ids[offsets[k] : offsets[k + 1]] = others[int(index[k])][0]
         counts["boundary_adjusted"] += int(adjusted.sum())
         counts["truncated"] += int(truncated.sum())
-        return EncodedBatch(ids=ids, offsets=offsets, prompt_lens=prompt_lens.astype(np.int64), index=index,
+        return EncodedBatch(ids=ids, offsets=offsets, prompt_lens=prompt_lens, index=index,
                             truncated=truncated, boundary_adjusted=adjusted, rejected=rejected, dropped=dropped,
                             counts=counts)  # fmt: skip
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sftprep.arrays import list_array, numpy_array, to_numpy
+from sftprep.arrays import list_array, numpy_array, ranges, to_numpy
 from sftprep.encode import EncodedBatch
 from sftprep.labels import (
     ID_TYPE,
@@ -272,7 +272,7 @@ class _Pool:
         lengths = self.lengths[order]
         starts = np.zeros(len(order), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        gather = np.arange(int(lengths.sum())) + np.repeat(self.starts[order] - starts, lengths)
+        gather = ranges(self.starts[order], lengths)
         return _Pool(
             self.ids[gather],
             self.trained[gather],

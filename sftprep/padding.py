@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from sftprep.arrays import list_array, to_numpy
+from sftprep.arrays import list_array, ranges, to_numpy
 from sftprep.labels import ID_TYPE, IGNORE_INDEX, MASK_TYPE
 from sftprep.tokenizer import TokenizerInfo
 
@@ -101,9 +101,7 @@ def pad_batch(
     new_offsets = np.zeros(len(new_len) + 1, dtype=np.int64)
     np.cumsum(new_len, out=new_offsets[1:])
     # Where each existing token goes, and which new slots are real.
-    where = np.arange(int(old_offsets[-1] - old_offsets[0])) + np.repeat(
-        new_offsets[:-1] - old_offsets[:-1] + old_offsets[0], old_len
-    )
+    where = ranges(new_offsets[:-1], old_len)
     real = np.zeros(int(new_offsets[-1]), dtype=bool)
     real[where] = True
     columns = []

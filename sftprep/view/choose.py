@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sftprep.arrays import to_numpy
+from sftprep.arrays import filled, to_numpy
 from sftprep.errors import ConfigError
 from sftprep.view.source import Rows
 
@@ -130,7 +130,7 @@ def _any_per_row(column: pa.Array, test: Callable[[pa.Array], np.ndarray]) -> np
 
 
 def any_flag(column: pa.Array) -> np.ndarray:
-    return _any_per_row(column, lambda c: to_numpy(c.fill_null(False) if c.null_count else c))
+    return _any_per_row(column, lambda c: to_numpy(filled(c, False)))
 
 
 def _row_filter(batch: pa.RecordBatch, base: int, rows: Rows, sel: Selection) -> np.ndarray:

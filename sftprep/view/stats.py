@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rich.text import Text
 
-from sftprep.arrays import numpy_array, to_numpy
+from sftprep.arrays import filled, numpy_array, to_numpy
 from sftprep.packing import PackStats
 from sftprep.view.choose import Selection, all_groups, any_flag, in_ranges, list_lengths, row_lengths
 from sftprep.view.draw import Look, rule, wrap
@@ -78,8 +78,7 @@ class _Tally:
 
 def _flat(column: pa.Array, fill: Any = 0) -> np.ndarray:
     """A list column's values, one after another (``fill`` where a value is null)."""
-    values = pc.list_flatten(column)
-    return to_numpy(values.fill_null(fill) if values.null_count else values)
+    return to_numpy(filled(pc.list_flatten(column), fill))
 
 
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
