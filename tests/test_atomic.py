@@ -46,17 +46,32 @@ def _looks_complete(out: Path) -> bool:
     return True
 
 
+def _wait_until_mid_build(proc: subprocess.Popen, parent: Path, shards: int) -> None:
+    """Return once the build has its staging directory and has opened ``shards + 1`` shard files
+    (0: staging exists, no shard yet): certainly under way and far from done, however fast the
+    machine. The input makes dozens of 1 MB shards."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        staging = list(parent.glob(".sftprep-tmp-*"))
+        opened = [p for d in staging for p in d.glob("shard-*.arrow")]
+        if staging and len(opened) >= shards + (shards > 0):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the build ended (exit {proc.returncode}) before it wrote {shards} shards")
+        time.sleep(0.01)
+    pytest.fail(f"the build did not reach {shards} shards in 60 s")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
-def test_interrupted_build_leaves_nothing_complete(tmp_path, big_input, sig, delay):
+@pytest.mark.parametrize("shards", [0, 1, 5])
+def test_interrupted_build_leaves_nothing_complete(tmp_path, big_input, sig, shards):
     out = tmp_path / "out"
     proc = _start(big_input, out, "--workers", "2")
-    time.sleep(delay)
+    _wait_until_mid_build(proc, tmp_path, shards)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the build finished before the signal")  # machine faster than expected
+    assert proc.returncode != 0
     assert not out.exists() or not _looks_complete(out)
     assert "Traceback" not in stderr
     if sig == signal.SIGINT:
@@ -79,7 +94,7 @@ def test_overwrite_keeps_old_output_until_new_one_is_done(tmp_path, big_input, s
     run_build(BuildConfig(inputs=(str(ROOT / "sample_data" / "qa.jsonl"),), output=str(out)))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = _start(big_input, out, "--overwrite")
-    time.sleep(1.0)
+    _wait_until_mid_build(proc, tmp_path, 2)
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     assert proc.returncode != 0
