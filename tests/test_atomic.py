@@ -31,10 +31,17 @@ def big_input(tmp_path_factory) -> Path:
     return path
 
 
+def _default_sigint() -> None:
+    # A test run started in the background (`make test &`, some CI runners) inherits SIGINT
+    # ignored, and so would the build; Python then never raises KeyboardInterrupt. Give the
+    # build the disposition of a command typed at a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "sftprep", "build", str(data), "-o", str(out), "-q", "--shard-size", "1MB", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )  # fmt: skip
 
 
