@@ -132,7 +132,7 @@ class _Normalizer:
     """A normalizer of Prepend and Replace(String) steps, applied with Python's own str methods.
 
     The tokenizer's ``normalize_str`` is a call into Rust per prompt, which for
-    a SentencePiece-style tokenizer took about 6% of a build; ``str.replace``
+    a SentencePiece-style tokenizer took about 5% of a build; ``str.replace``
     does the same replacement (every non-overlapping occurrence, left to right)
     in a fraction of that. :meth:`agrees_with` checks it against the tokenizer
     first, on texts that exercise both steps.
