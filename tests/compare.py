@@ -8,6 +8,10 @@ from typing import Any
 
 from datasets import load_from_disk
 
+# NQ-open's "answer" is a list of accepted answers: the qa template, trained on the first one.
+NQ_OPTIONS = ("-t", "qa", "-f", "answer=answer.0")  # on the command line
+NQ_CONFIG: dict[str, Any] = {"template": "qa", "fields": {"answer": "answer.0"}}  # as BuildConfig fields
+
 # What must agree between two builds of the same data with the same options.
 SAME = (
     "config",

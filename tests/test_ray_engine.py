@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from compare import assert_same_build, manifest
+from compare import NQ_CONFIG, NQ_OPTIONS, assert_same_build, manifest
 from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
 from sftprep import BuildConfig, run_build, storage
@@ -121,8 +121,7 @@ def test_bad_records_fail_and_skip_as_locally(ray_local, tmp_path, data_path, to
 
 def test_ray_slices_merge_into_the_local_single_build(ray_local, tmp_path, data_path, tokenizer_path):
     config = BuildConfig(inputs=(data_path("qa", "NQ-open.dev.jsonl"),), output=str(tmp_path / "single"),
-                         template="qa", fields={"answer": "answer.0"}, tokenizer=tokenizer_path("gpt2"),
-                         batch_size=200)  # fmt: skip
+                         **NQ_CONFIG, tokenizer=tokenizer_path("gpt2"), batch_size=200)  # fmt: skip
     run_build(config)
     parts = []
     for i in range(2):
@@ -176,8 +175,8 @@ def test_a_failed_task_names_the_record_not_ray(ray_local, tmp_path):
 
 def test_ray_reads_and_writes_s3(ray_local, tmp_path, s3, data_path, tokenizer_path):
     url = s3.put("in/nq.jsonl", Path(data_path("qa", "NQ-open.dev.jsonl")).read_bytes())
-    config = BuildConfig(inputs=(url,), output="", template="qa", fields={"answer": "answer.0"},
-                         tokenizer=tokenizer_path("gpt2"), batch_size=500, shard_size=300_000)  # fmt: skip
+    config = BuildConfig(inputs=(url,), output="", **NQ_CONFIG, tokenizer=tokenizer_path("gpt2"), batch_size=500,
+                         shard_size=300_000)  # fmt: skip
     run_build(replace(config, output=str(tmp_path / "local")))
     run_build(replace(config, output=s3.url("out"), engine="ray"))
     assert storage.is_complete(s3.url("out"))
@@ -255,16 +254,7 @@ def _wait_for_head(ray_cli: Path, address: str) -> None:
 
 def test_a_build_joins_an_existing_cluster(ray_head, tmp_path, data_path, tokenizer_path):
     data = data_path("qa", "NQ-open.dev.jsonl")
-    options = [
-        "-t",
-        "qa",
-        "-f",
-        "answer=answer.0",
-        "--tokenizer",
-        tokenizer_path("gpt2"),
-        "--batch-size",
-        "500",
-    ]
+    options = [*NQ_OPTIONS, "--tokenizer", tokenizer_path("gpt2"), "--batch-size", "500"]
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "disabled"}
     command = [sys.executable, "-m", "sftprep", "build", data, "-o", str(tmp_path / "cluster"), *options,
                "--engine", "ray", "--ray-address", ray_head]  # fmt: skip
@@ -272,6 +262,6 @@ def test_a_build_joins_an_existing_cluster(ray_head, tmp_path, data_path, tokeni
     assert done.returncode == 0, done.stderr
     assert f"connecting to the Ray cluster at {ray_head}" in done.stderr
     assert "is a local path: the Ray node that reads the inputs must see it" in done.stderr
-    run_build(BuildConfig(inputs=(data,), output=str(tmp_path / "local"), template="qa",
-                          fields={"answer": "answer.0"}, tokenizer=tokenizer_path("gpt2"), batch_size=500))  # fmt: skip
+    run_build(BuildConfig(inputs=(data,), output=str(tmp_path / "local"), **NQ_CONFIG,
+                          tokenizer=tokenizer_path("gpt2"), batch_size=500))  # fmt: skip
     assert_same_build(tmp_path / "local", tmp_path / "cluster")

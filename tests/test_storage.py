@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from compare import assert_same_build, manifest
+from compare import NQ_CONFIG, NQ_OPTIONS, assert_same_build, manifest
 from datasets import load_from_disk
 from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
@@ -40,16 +40,7 @@ def test_s3_to_s3_build_equals_the_same_build_on_disk(tmp_path, s3, data_path, t
     data = Path(data_path("qa", "NQ-open.dev.jsonl")).read_bytes()
     s3.put("in/nq-1.jsonl", data[: len(data) // 2 + data[len(data) // 2 :].index(b"\n") + 1])
     s3.put("in/nq-2.jsonl", data[len(data) // 2 + data[len(data) // 2 :].index(b"\n") + 1 :])
-    options = [
-        "-t",
-        "qa",
-        "-f",
-        "answer=answer.0",
-        "--tokenizer",
-        tokenizer_path("gpt2"),
-        "--shard-size",
-        "100KB",
-    ]
+    options = [*NQ_OPTIONS, "--tokenizer", tokenizer_path("gpt2"), "--shard-size", "100KB"]
     result = _run("build", s3.url("in/*.jsonl"), "-o", s3.url("out"), "-q", *options)
     assert result.exit_code == 0, result.output
     result = _run("build", s3.url("in/*.jsonl"), "-o", str(tmp_path / "disk"), "-q", *options)
@@ -65,8 +56,8 @@ def test_s3_to_s3_build_equals_the_same_build_on_disk(tmp_path, s3, data_path, t
     # and the rows equal a build of the same data read from disk (but for source_file)
     local = tmp_path / "nq.jsonl"
     local.write_bytes(data)
-    run_build(BuildConfig(inputs=(str(local),), output=str(tmp_path / "local"), template="qa",
-                          fields={"answer": "answer.0"}, tokenizer=tokenizer_path("gpt2")))  # fmt: skip
+    run_build(BuildConfig(inputs=(str(local),), output=str(tmp_path / "local"), **NQ_CONFIG,
+                          tokenizer=tokenizer_path("gpt2")))  # fmt: skip
     ours, theirs = load_from_disk(str(tmp_path / "local")), direct
     assert (
         ours.remove_columns(["source_file", "source_line"]).to_dict()
