@@ -9,12 +9,15 @@ copy nothing where the layout allows.
 Example: ``to_numpy(list_array(np.array([0, 2, 3]), np.array([7, 8, 9]), pa.int32()).values)``
 is ``array([7, 8, 9], dtype=int32)``.
 
-Also here, as the other half of laying out flat rows: :func:`ranges`, the flat
-positions of rows given their starts and lengths.
+Also here, for laying out rows as flat arrays: :func:`flatten` (Python lists of
+ids to one array and row starts) and :func:`ranges` (the flat positions of rows
+given their starts and lengths).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +62,17 @@ def filled(array: pa.Array, value: Any) -> pa.Array:
     """``array`` with nulls replaced by ``value``; as it is when it has none (``fill_null`` makes a
     scalar, and pyarrow imports pandas to make one)."""
     return array.fill_null(value) if array.null_count else array
+
+
+def flatten(rows: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ids as one flat int64 array and ``n + 1`` row starts.
+
+    Example: ``[[5, 6], [], [7]]`` -> ``([5, 6, 7], [0, 2, 2, 3])``.
+    """
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=starts[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(starts[-1]))
+    return flat, starts
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

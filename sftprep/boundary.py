@@ -22,7 +22,6 @@ on probe strings and turns this one off if they ever disagree.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -99,7 +98,7 @@ class PieceLengths:
     ) -> np.ndarray:
         """For each row, how many tokens (head included) the prompt is, or -1 if unknown.
 
-        Rows are ``flat[starts[i]:starts[i+1]]`` (see :func:`flatten`). -1 means:
+        Rows are ``flat[starts[i]:starts[i+1]]`` (see :func:`sftprep.arrays.flatten`). -1 means:
         a token straddles the boundary, or the row holds a token of unknown
         length; the caller then uses offsets.
         """
@@ -172,17 +171,6 @@ def _steps(normalizer: dict | None) -> list[tuple[str, str, str]] | None:
         else:
             return None
     return steps or None
-
-
-def flatten(rows: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ids as one flat int64 array and ``n + 1`` row starts.
-
-    Example: ``[[5, 6], [], [7]]`` -> ``([5, 6, 7], [0, 2, 2, 3])``.
-    """
-    starts = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=starts[1:])
-    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(starts[-1]))
-    return flat, starts
 
 
 def _family(data: dict) -> str | None:

@@ -33,8 +33,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from sftprep.arrays import ranges
-from sftprep.boundary import PieceLengths, flatten
+from sftprep.arrays import flatten, ranges
+from sftprep.boundary import PieceLengths
 from sftprep.tokenizer import TokenizerInfo
 
 # Pairs whose boundary both rules must agree on: plain, merged, multi-byte,
