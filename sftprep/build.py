@@ -21,6 +21,7 @@ import gc
 import hashlib
 import itertools
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -248,18 +249,23 @@ def run_build(
     """
     config.check()
     progress = _Progress(log, advance)
-    storage.check_output(config.output, config.overwrite)
+    if config.engine == "ray":  # stdin first, before anything reads it
+        _check_ray_inputs([name for name in config.inputs if name == "-"])
+    storage.check_output(config.output, config.overwrite, config.inputs)
     inputs = _Inputs(expand_inputs(config.inputs), config, progress)
+    if config.engine == "ray":
+        _check_ray_inputs(inputs.names)
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
         progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
     template, chat_spec = resolve_templates(config)
+    size = inputs.total_bytes()
     if total_bytes is not None:
-        total_bytes(inputs.total_bytes())
+        total_bytes(size)
     with storage.staged_output(config.output, overwrite=config.overwrite) as staged:
         rejects = _Rejects(config, staged.path)
         stream = _Stream(config, info, (template, chat_spec), staged, rejects, progress)
-        stream.inputs_size = inputs.total_bytes()
+        stream.inputs_size = size
         try:
             with _fewer_gc_pauses():
                 stream.run(inputs.records())
@@ -276,6 +282,31 @@ def run_build(
         staged.commit()
     local = storage.local_path(config.output)
     return BuildResult(Path(local) if local is not None else config.output, manifest)
+
+
+def _check_ray_inputs(names: list[str]) -> None:
+    """Refuse inputs a Ray task cannot read again: stdin, pipes, devices.
+
+    With ``--engine ray`` this process reads the inputs only up to the first good
+    record (to bind the template); a Ray task then reads them from the start. A
+    stream (``-``, ``<(cmd)``, a FIFO) would be half-consumed here and unreadable
+    there, and the build would silently write fewer rows.
+
+    Raises:
+        ConfigError: an input is stdin or not a regular file.
+    """
+    for name in names:
+        if name == "-":
+            raise ConfigError(
+                "--engine ray cannot read stdin ('-'): its workers read the inputs again; "
+                "save it to a file, or use --engine local"
+            )
+        local = storage.local_path(name)
+        if local is not None and os.path.exists(local) and not os.path.isfile(local):
+            raise ConfigError(
+                f"--engine ray cannot read {name}: not a regular file (a pipe or device can be read "
+                "only once, and only by this process); save it to a file, or use --engine local"
+            )
 
 
 @contextlib.contextmanager
@@ -343,9 +374,11 @@ class _Stream:
                     self._take(untransformed(batch))
                 continue
             transform = Located(self._bind(first))
+            sample = None
             if self.config.mode == "exploded":
-                self._check_exploded_budget(transform(batch), batch)
-            results = self._results(transform, index, itertools.chain([(index, batch)], batches))
+                sample = transform(batch)
+                self._check_exploded_budget(sample, batch)
+            results = self._results(transform, index, itertools.chain([(index, batch)], batches), sample)
             try:
                 for result in results:
                     self._take(result)
@@ -364,15 +397,28 @@ class _Stream:
         return index % self.config.num_shards == self.config.shard_index
 
     def _results(
-        self, transform: Located, bound_at: int, batches: Iterator[tuple[int, list[Record]]]
+        self,
+        transform: Located,
+        bound_at: int,
+        batches: Iterator[tuple[int, list[Record]]],
+        sample: BatchResult | None = None,
     ) -> Iterator[BatchResult]:
-        """The transform's results for this slice's batches, in order, from the chosen engine."""
+        """The transform's results for this slice's batches, in order, from the chosen engine.
+
+        ``sample`` is the first batch's result when already computed (the exploded-size
+        estimate): the local engine takes it as it is rather than transforming that batch again.
+        """
         if self.config.engine == "ray":
             from sftprep.ray_engine import RayEngine
 
             self.engine = RayEngine(self.config, self.progress.log, self.progress.advance)
             # Ray reads the inputs again itself: this process has read only up to here.
             return self.engine.results(transform, bound_at)
+        if sample is not None:
+            first_index, _ = next(batches)
+            rest = (batch for index, batch in batches if self._mine(index))
+            results = run_transform(transform, rest, self.config.workers)
+            return _prepend(sample, results) if self._mine(first_index) else results
         mine = (batch for index, batch in batches if self._mine(index))
         return run_transform(transform, mine, self.config.workers)
 
@@ -386,7 +432,8 @@ class _Stream:
         out_bytes = sum(b.nbytes for b in sample.batches)
         rows = sum(b.num_rows for b in sample.batches)
         in_bytes = sum(len(r.raw) if r.raw is not None else len(json.dumps(r.data)) for r in records)
-        total = self.inputs_size
+        # A slice (--num-shards) writes about its share of the whole input.
+        total = self.inputs_size / self.config.num_shards if self.inputs_size is not None else None
         if total is None or in_bytes == 0:
             factor, basis = 1.0, f"the first {len(records):,} records (input size unknown)"
         else:
@@ -425,6 +472,15 @@ class _Stream:
                 batch = pad_batch(batch, self.pad_id, length, config.pad_to_multiple_of, self.schema)
             self.digest.update(batch)
             self.writer.write(batch)
+
+
+def _prepend(first: BatchResult, rest: Iterator[BatchResult]) -> Iterator[BatchResult]:
+    """``first``, then ``rest``; closing it closes ``rest`` (the engine) too."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()  # type: ignore[attr-defined]
 
 
 def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:

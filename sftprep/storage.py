@@ -159,6 +159,16 @@ def read_text(name: str) -> str | None:
         return fs.cat_file(path).decode("utf-8")
 
 
+def exists(name: str) -> bool:
+    """Whether anything (file, directory, prefix) is at a local path or URL."""
+    local = local_path(name)
+    if local is not None:
+        return os.path.exists(local)
+    fs, path = filesystem(name)
+    with _remote_errors(name):
+        return bool(fs.exists(path))
+
+
 def is_complete(output: str) -> bool:
     """Whether a build output (path or URL) is complete: its manifest.json exists."""
     local = local_path(output)
@@ -176,8 +186,24 @@ def _listing(fs: Any, path: str) -> list[str]:
         return []
 
 
-def check_output(output: str, overwrite: bool) -> None:
-    """Fail early when the output cannot be written (an existing one needs ``--overwrite``)."""
+# What an sftprep build (complete, or interrupted before its manifest) holds at a URL.
+_BUILD_FILE = re.compile(
+    r"^(shard-\d+\.arrow|data-\d+-of-\d+\.arrow|rejects\.jsonl|tokenizer\.json|state\.json|"
+    r"dataset_info\.json|manifest\.json)$"
+)
+
+
+def check_output(output: str, overwrite: bool, inputs: list[str] | tuple[str, ...] = ()) -> None:
+    """Fail early when the output cannot be written.
+
+    An existing output needs ``--overwrite``, which replaces only an earlier
+    sftprep build or an empty directory (prefix); an input inside the output is
+    refused always.
+
+    Raises:
+        ConfigError: the output cannot be (re)placed as asked.
+    """
+    _check_inputs_outside(output, inputs)
     local = local_path(output)
     if local is not None:
         from sftprep.writer import check_output as check_local
@@ -190,6 +216,33 @@ def check_output(output: str, overwrite: bool) -> None:
     if existing and not overwrite:
         state = "a complete build" if is_complete(output) else "an incomplete build (no manifest.json)"
         raise ConfigError(f"output {output} exists ({state}); pass --overwrite to replace it")
+    root = path.rstrip("/") + "/"
+    names = [p[len(root) :] if p.startswith(root) else p for p in existing]
+    foreign = [n for n in names if not _BUILD_FILE.match(n)]
+    if foreign:
+        from sftprep.writer import describe_entries
+
+        raise ConfigError(
+            f"output {output} is not an sftprep build ({describe_entries(foreign)}); "
+            "--overwrite replaces only an earlier build or an empty prefix: choose another -o"
+        )
+
+
+def _check_inputs_outside(output: str, inputs: list[str] | tuple[str, ...]) -> None:
+    """Refuse an input inside the output: replacing the output would delete it."""
+    local = local_path(output)
+    out = os.path.realpath(local) if local is not None else output.rstrip("/")
+    for name in inputs:
+        if name == "-":
+            continue
+        where = local_path(name)
+        if (where is None) != (local is None):
+            continue
+        path = os.path.realpath(where) if where is not None else name
+        if path == out or path.startswith(out.rstrip(os.sep if local is not None else "/") + ("/")):
+            raise ConfigError(
+                f"input {name} is inside the output {output}: the build would replace it; choose another -o"
+            )
 
 
 class RemoteOutput:
@@ -230,6 +283,12 @@ class RemoteOutput:
     def _put(self, local: Path, name: str) -> None:
         with _remote_errors(self.url, OutputError):
             if not self._cleared:
+                if not self.overwrite and _listing(self.fs, self.root):
+                    # Object stores have no atomic rename: check as late as possible.
+                    raise OutputError(
+                        f"output {self.url} appeared while this build ran (another build?); "
+                        "it was not replaced and this build was discarded"
+                    )
                 self._remove_old()
                 self._cleared = True
             self.fs.put_file(str(local), f"{self.root}/{name}")

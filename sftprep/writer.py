@@ -18,12 +18,15 @@ leaves a directory that looks finished. An existing output replaced with
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import glob
 import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,11 +92,16 @@ class StagedOutput:
     """A directory built under a temporary name and moved into place at the end.
 
     Use as a context manager: leaving it with an exception removes the staging
-    directory; :meth:`commit` renames it to the final path.
+    directory; :meth:`commit` renames it to the final path. The rename never
+    replaces what appeared at the final path while the build ran (without
+    ``--overwrite``), and with ``--overwrite`` it swaps the old build for the
+    new one in one step, so a reader sees one or the other, never a mixture
+    (``renameat2`` on Linux; elsewhere a two-step rename).
     """
 
     def __init__(self, final: str | os.PathLike[str], overwrite: bool = False):
-        self.final = Path(final)
+        # Absolute, so that `-o .` has a name and a parent to stage beside.
+        self.final = Path(os.path.abspath(final))
         self.overwrite = overwrite
         check_output(self.final, overwrite)
         parent = self.final.parent
@@ -114,28 +122,120 @@ class StagedOutput:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def commit(self) -> None:
-        """Move the finished directory into place (replacing an old one last)."""
-        old = None
+        """Move the finished directory into place (with --overwrite, swapping out the old build).
+
+        Raises:
+            OutputError: something appeared at the final path while the build ran
+                (and --overwrite was not given, or it is not a build to replace).
+        """
         try:
-            if self.final.exists():
-                old = self.final.with_name(f"{STAGING_PREFIX}{self.final.name}-old-{os.getpid()}")
-                os.rename(self.final, old)
-            os.rename(self.path, self.final)
+            if _rename_noreplace(self.path, self.final):
+                return
+            if not self.overwrite:
+                raise OutputError(
+                    f"output {self.final} appeared while this build ran (another build?); "
+                    "it was not replaced and this build was discarded"
+                )
+            # Checked again: what is there now is what gets replaced.
+            check_output(self.final, overwrite=True)
+            if _rename_exchange(self.path, self.final):
+                shutil.rmtree(self.path, ignore_errors=True)  # now the old build
+                return
+            self._replace_in_two_steps()
         except OSError as exc:
-            if old is not None and not self.final.exists():
-                os.rename(old, self.final)
             raise OutputError(f"cannot move the output into place at {self.final}: {exc.strerror}") from None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+    def _replace_in_two_steps(self) -> None:
+        """Without renameat2: the old build moves aside, then the new one in (not one step)."""
+        old = self.final.with_name(f"{STAGING_PREFIX}{self.final.name}-{os.getpid()}-old")
+        os.rename(self.final, old)
+        try:
+            os.rename(self.path, self.final)
+        except OSError:
+            if not self.final.exists():
+                os.rename(old, self.final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_NOREPLACE, _RENAME_EXCHANGE, _AT_FDCWD = 1, 2, -100
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool | None:
+    """Linux renameat2(2): True if done, False if dst exists (NOREPLACE), None if unsupported here."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    call = getattr(libc, "renameat2", None)
+    if call is None:
+        return None
+    if call(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), ctypes.c_uint(flags)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST and flags == _RENAME_NOREPLACE:
+        return False
+    if err in (errno.ENOSYS, errno.EINVAL):  # old kernel, or a filesystem without the flag
+        return None
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """Rename src to dst unless dst exists (atomically where the system allows); False if it does."""
+    done = _renameat2(src, dst, _RENAME_NOREPLACE) if sys.platform == "linux" else None
+    if done is not None:
+        return done
+    if os.path.lexists(dst):
+        return False
+    # Fallback: a rename onto a non-empty directory fails; onto an empty one made meanwhile it
+    # would succeed, a window renameat2 closes.
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
+def _rename_exchange(src: Path, dst: Path) -> bool:
+    """Swap src and dst in one step; False where the system cannot."""
+    return bool(_renameat2(src, dst, _RENAME_EXCHANGE)) if sys.platform == "linux" else False
+
+
+def is_build(path: str | os.PathLike[str]) -> bool:
+    """Whether a directory holds an sftprep build: its manifest.json says so."""
+    try:
+        with open(Path(path) / "manifest.json", encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith("sftprep-manifest/")
+
+
+def describe_entries(names: list[str]) -> str:
+    """``["a.txt", "sub/"]`` -> ``'2 entries: a.txt, sub/'`` (the first few)."""
+    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}: {shown}"
 
 
 def check_output(final: str | os.PathLike[str], overwrite: bool) -> None:
-    """Fail early, before any work, when the output cannot be written."""
-    path = Path(final)
+    """Fail early, before any work, when the output cannot be written.
+
+    ``--overwrite`` replaces only an earlier sftprep build or an empty directory.
+
+    Raises:
+        ConfigError: the output exists (without --overwrite), or is something else.
+    """
+    path = Path(os.path.abspath(final))
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output {path} exists and is not a directory")
     if path.exists() and not overwrite:
         raise ConfigError(f"output {path} exists; pass --overwrite to replace it")
+    if path.exists() and not is_build(path):
+        entries = [p.name + ("/" if p.is_dir() else "") for p in path.iterdir()]
+        if entries:
+            raise ConfigError(
+                f"output {path} is not an sftprep build ({describe_entries(entries)}); "
+                "--overwrite replaces only an earlier build or an empty directory: choose another -o"
+            )
     _remove_stale_staging(path)
 
 
