@@ -66,6 +66,8 @@ class _Slice:
 
 def _open_slice(location: str) -> _Slice:
     text = storage.read_text(storage.join(location, MANIFEST))
+    if text is None and not storage.exists(location):
+        raise InputError(f"no such build: {location}")
     if text is None:
         raise InputError(
             f"{location}: no {MANIFEST}: an incomplete build (interrupted?) or not an sftprep build"
@@ -128,12 +130,25 @@ def _check(slices: list[_Slice]) -> list[_Slice]:
             if key == "config":
                 a, b = _unsliced_config(first.manifest), _unsliced_config(s.manifest)
             if a != b:
-                problems.append(f"{s.location} and {first.location} differ in their {what}")
+                problems.append(f"{s.location} and {first.location} differ in their {what}{_which(a, b)}")
         if _inputs_key(s.manifest) != _inputs_key(first.manifest):
             problems.append(f"{s.location} and {first.location} read different inputs (names or sha256)")
     if problems:
         raise ConfigError("; ".join(problems))
     return sorted(slices, key=lambda s: s.index)
+
+
+def _which(a: Any, b: Any) -> str:
+    """What differs between two manifest entries: `` (--max-length 512 vs 1024)``, or ``""``."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return ""
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    parts = [f"{_option(k)} {json.dumps(b.get(k))} vs {json.dumps(a.get(k))}" for k in keys[:3]]
+    return f" ({', '.join(parts)}{', ...' if len(keys) > 3 else ''})" if parts else ""
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 def _inputs_key(manifest: dict[str, Any]) -> list[tuple[str, str]]:
@@ -267,7 +282,7 @@ def merge_builds(
     say = log or (lambda message: None)
     if not parts:
         raise ConfigError("give the outputs of the slices to merge")
-    storage.check_output(output, overwrite)
+    storage.check_output(output, overwrite, list(parts))
     slices = _check([_open_slice(p) for p in parts])
     first = slices[0].manifest
     schema = _schema(slices[0])

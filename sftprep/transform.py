@@ -125,7 +125,7 @@ class BatchTransform:
         counts.examples_written = len(enc)
         counts.rows_written = sum(b.num_rows for b in out)
         counts.tokens = int(enc.offsets[-1])
-        counts.trained_tokens = _trained(out, self.mode, self.labels)
+        counts.trained_tokens = _trained(out, self.mode)
         rejects = [(records[i], errors[i]) for i in sorted(errors)]
         return BatchResult(out, rejects, counts)
 
@@ -162,7 +162,8 @@ class ChatTransform(BatchTransform):
         return self.encoder.encode(items)
 
 
-def _trained(batches: list[pa.RecordBatch], mode: str, labels: str) -> int:
+def _trained(batches: list[pa.RecordBatch], mode: str) -> int:
+    """Trained tokens in a batch's rows (an exploded row trains exactly one)."""
     if mode == "exploded":
         return sum(b.num_rows for b in batches)
     return sum(int(pc.sum(b.column("num_trained_tokens")).as_py() or 0) for b in batches)

@@ -254,3 +254,26 @@ def test_chat_first_turn_header_never_trained(tmp_path, data_path, tokenizer_pat
         ids, targets = row["input_ids"], row["target_ids"]
         trained = {ids[t + 1] for t in range(len(ids) - 1) if targets[t] != -100}
         assert assistant not in trained and end in trained and info.eos_id in trained
+
+
+def test_exploded_estimate_is_per_slice_and_first_batch_is_transformed_once(tmp_path, monkeypatch):
+    from sftprep.build import Located
+
+    seen: list[int] = []
+    call = Located.__call__
+    monkeypatch.setattr(
+        Located, "__call__", lambda self, records: seen.append(len(records)) or call(self, records)
+    )
+    notes: dict[int, str] = {}
+    for n in (1, 2):
+        logs: list[str] = []
+        seen.clear()
+        config = BuildConfig(inputs=(str(SAMPLES / "qa.jsonl"),), output=str(tmp_path / f"out{n}"), mode="exploded",
+                             batch_size=10, workers=1, num_shards=n, shard_index=0)  # fmt: skip
+        result = run_build(config, log=logs.append)
+        notes[n] = next(line for line in logs if line.startswith("exploded mode: about"))
+        # qa.jsonl's 42 records are 5 batches of 10, 3 of them in slice 0 of 2: each transformed once.
+        assert sorted(seen) == ([2, 10, 10, 10, 10] if n == 1 else [2, 10, 10])
+        assert result.manifest["counts"]["records_read"] == sum(seen)
+    rows = {n: int(notes[n].split()[3].replace(",", "")) for n in notes}
+    assert rows[2] == pytest.approx(rows[1] / 2, rel=0.01)

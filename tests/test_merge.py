@@ -126,7 +126,9 @@ def test_merge_refuses_slices_of_different_builds(tmp_path, two_slices):
                           labels="hf", num_shards=2, shard_index=1))  # fmt: skip
     result = _run("merge", two_slices[0], other, "-o", str(tmp_path / "m"))
     assert result.exit_code == EXIT_USAGE
-    assert f"{other} and {two_slices[0]} differ in their options" in result.output
+    assert (
+        f'{other} and {two_slices[0]} differ in their options (--labels "hf" vs "shifted")' in result.output
+    )
 
 
 def test_merge_refuses_an_incomplete_slice(tmp_path, two_slices):
@@ -134,6 +136,20 @@ def test_merge_refuses_an_incomplete_slice(tmp_path, two_slices):
     result = _run("merge", *two_slices, "-o", str(tmp_path / "m"))
     assert result.exit_code == EXIT_IO
     assert f"{two_slices[1]}: no manifest.json: an incomplete build" in result.output
+
+
+def test_merge_names_a_path_that_does_not_exist(tmp_path, two_slices):
+    missing = str(tmp_path / "part-9")
+    result = _run("merge", two_slices[0], missing, "-o", str(tmp_path / "m"))
+    assert result.exit_code == EXIT_IO
+    assert result.output.strip() == f"sftprep: error: no such build: {missing}"
+
+
+def test_merge_output_never_holds_a_slice(tmp_path, two_slices):
+    result = _run("merge", *two_slices, "-o", two_slices[0], "--overwrite")
+    assert result.exit_code == EXIT_USAGE
+    assert f"input {two_slices[0]} is inside the output {two_slices[0]}" in result.output
+    assert (Path(two_slices[0]) / "manifest.json").exists()
 
 
 def test_merge_refuses_a_whole_build(tmp_path, two_slices):
