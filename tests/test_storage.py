@@ -98,12 +98,28 @@ def test_existing_output_needs_overwrite_and_says_if_it_is_complete(s3):
     s3.fs.rm_file(f"{s3.name}/out/manifest.json")
     result = _run("build", str(SAMPLE), "-t", "qa", "-o", out, "-q")
     assert "exists (an incomplete build (no manifest.json))" in result.output
-    s3.put("out/stale-from-before.arrow", b"junk")
+    s3.put("out/shard-00007.arrow", b"junk")  # what an interrupted build leaves
     result = _run("build", str(SAMPLE), "-t", "qa", "-o", out, "-q", "--labels", "hf", "--overwrite")
     assert result.exit_code == 0, result.output
     assert s3.keys("out") == ["out/data-00000-of-00001.arrow", "out/dataset_info.json", "out/manifest.json",
                               "out/state.json"]  # fmt: skip
     assert "labels" in load_from_disk(out).column_names
+
+
+def test_overwrite_refuses_a_prefix_that_is_not_a_build(s3):
+    out = s3.url("project")
+    s3.put("project/notes.txt", b"notes")
+    s3.put("project/sub/qa.jsonl", SAMPLE.read_bytes())
+    result = _run("build", str(SAMPLE), "-t", "qa", "-o", out, "-q", "--overwrite")
+    assert result.exit_code == EXIT_USAGE
+    assert result.output.strip() == (
+        f"sftprep: error: output {out} is not an sftprep build (2 entries: notes.txt, sub/qa.jsonl); "
+        "--overwrite replaces only an earlier build or an empty prefix: choose another -o"
+    )
+    result = _run("build", f"{out}/sub/qa.jsonl", "-t", "qa", "-o", out, "-q", "--overwrite")
+    assert result.exit_code == EXIT_USAGE
+    assert f"input {out}/sub/qa.jsonl is inside the output {out}" in result.output
+    assert s3.keys("project") == ["project/notes.txt", "project/sub/qa.jsonl"]
 
 
 def _big_input(path: Path) -> Path:
