@@ -34,7 +34,15 @@ from sftprep import __version__, storage
 from sftprep.chat import ChatTemplate
 from sftprep.config import BuildConfig, default_workers, parse_max_errors
 from sftprep.digest import RowDigest
-from sftprep.errors import EXIT_INTERNAL, ConfigError, DataError, OutputError, RecordError, SftprepError
+from sftprep.errors import (
+    EXIT_INTERNAL,
+    ConfigError,
+    DataError,
+    InputError,
+    OutputError,
+    RecordError,
+    SftprepError,
+)
 from sftprep.labels import IGNORE_INDEX, schema_for
 from sftprep.packing import (
     Packer,
@@ -274,7 +282,9 @@ def run_build(
         counts = stream.counts
         rejects.check_rate(counts.records_read)
         counts.skipped = rejects.counts
-        described = stream.engine.inputs if stream.engine is not None else inputs.describe()
+        described = inputs.describe()
+        if stream.engine is not None:
+            described = _ray_read_all(stream.engine.inputs, inputs)
         manifest = _manifest(config, info, stream, described, counts)
         if info.added_markers:
             info.tokenizer.save(str(staged.path / "tokenizer.json"))
@@ -307,6 +317,28 @@ def _check_ray_inputs(names: list[str]) -> None:
                 f"--engine ray cannot read {name}: not a regular file (a pipe or device can be read "
                 "only once, and only by this process); save it to a file, or use --engine local"
             )
+
+
+def _ray_read_all(described: list[dict[str, Any]] | None, inputs: _Inputs) -> list[dict[str, Any]]:
+    """The Ray read task's inputs, checked against what this process read of them first.
+
+    The read task reads every input again, elsewhere; if it saw fewer inputs, or fewer
+    bytes of one than this process already had, rows are missing and the build must fail.
+
+    Raises:
+        InputError: the Ray read task read less than this process did.
+    """
+    if described is None or len(described) != len(inputs.names):
+        got = 0 if described is None else len(described)
+        raise InputError(f"the Ray read task read {got} of {len(inputs.names)} inputs; nothing was written")
+    for here, there in zip(inputs.opened, described, strict=False):
+        if there["bytes"] < here.bytes_read:
+            raise InputError(
+                f"{here.name}: the Ray read task read {there['bytes']:,} bytes, fewer than the "
+                f"{here.bytes_read:,} this process read: the input changed, or is another file on the Ray "
+                "node; nothing was written"
+            )
+    return described
 
 
 @contextlib.contextmanager
