@@ -257,6 +257,8 @@ def run_build(
     """
     config.check()
     progress = _Progress(log, advance)
+    if list(config.inputs).count("-") > 1:
+        raise ConfigError("'-' (stdin) is given more than once: stdin can be read only once")
     if config.engine == "ray":  # stdin first, before anything reads it
         _check_ray_inputs([name for name in config.inputs if name == "-"])
     storage.check_output(config.output, config.overwrite, config.inputs)

@@ -51,6 +51,13 @@ def test_stdin_with_ray_is_refused_before_anything_is_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_stdin_twice_is_refused(tmp_path):
+    result = _run("build", "-", "-", "-o", str(tmp_path / "out"), "-q", stdin=SAMPLE.read_text())
+    assert result.exit_code == EXIT_USAGE
+    assert "'-' (stdin) is given more than once: stdin can be read only once" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_pipe_with_ray_is_refused(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
