@@ -130,7 +130,8 @@ def _check(slices: list[_Slice]) -> list[_Slice]:
             if key == "config":
                 a, b = _unsliced_config(first.manifest), _unsliced_config(s.manifest)
             if a != b:
-                problems.append(f"{s.location} and {first.location} differ in their {what}{_which(a, b)}")
+                which = _which(a, b, options=key == "config")
+                problems.append(f"{s.location} and {first.location} differ in their {what}{which}")
         if _inputs_key(s.manifest) != _inputs_key(first.manifest):
             problems.append(f"{s.location} and {first.location} read different inputs (names or sha256)")
     if problems:
@@ -138,17 +139,16 @@ def _check(slices: list[_Slice]) -> list[_Slice]:
     return sorted(slices, key=lambda s: s.index)
 
 
-def _which(a: Any, b: Any) -> str:
+def _which(a: Any, b: Any, options: bool) -> str:
     """What differs between two manifest entries: `` (--max-length 512 vs 1024)``, or ``""``."""
     if not isinstance(a, dict) or not isinstance(b, dict):
         return ""
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    parts = [f"{_option(k)} {json.dumps(b.get(k))} vs {json.dumps(a.get(k))}" for k in keys[:3]]
-    return f" ({', '.join(parts)}{', ...' if len(keys) > 3 else ''})" if parts else ""
-
-
-def _option(key: str) -> str:
-    return "--" + key.replace("_", "-")
+    names = ["--" + k.replace("_", "-") if options else k for k in keys]
+    parts = [
+        f"{n} {json.dumps(b.get(k))} vs {json.dumps(a.get(k))}" for n, k in zip(names, keys, strict=True)
+    ]
+    return f" ({', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''})" if parts else ""
 
 
 def _inputs_key(manifest: dict[str, Any]) -> list[tuple[str, str]]:
