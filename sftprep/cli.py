@@ -27,6 +27,7 @@ from sftprep.errors import (
     EXIT_USAGE,
     SftprepError,
     Terminated,
+    counted,
 )
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, PAD_TO_CHOICES
@@ -124,7 +125,10 @@ def cli(debug: bool) -> None:
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="fail: stop at the first bad record; skip: count it and write it to rejects.jsonl.")  # fmt: skip
 @click.option(
-    "--max-errors", metavar="N|P%", help="With --on-error skip: fail when more records are rejected."
+    "--max-errors",
+    metavar="N|P%",
+    help="With --on-error skip: fail when more records are rejected "
+    "(a count of 0 or more, or a rate from 0% to 100%). Without it, a build that rejects every record fails.",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Replace OUTPUT if it exists (only once the new one is done)."
@@ -141,7 +145,8 @@ def cli(debug: bool) -> None:
               help="Examples held and packed together (memory bound).")  # fmt: skip
 @click.option("--pad-to", type=click.Choice(PAD_TO_CHOICES), help="Pad every row to --max-length.")
 @click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
-              help="Pad every row up to a multiple of N tokens.")  # fmt: skip
+              help="Pad every row up to a multiple of N tokens. With --max-length, that must be a "
+              "multiple of N (refused otherwise, so no row is longer than --max-length).")  # fmt: skip
 @click.option("--exploded-budget", type=_Size(), default="10GiB", show_default=True,
               help="Refuse an exploded build estimated to write more than this.")  # fmt: skip
 @click.option("-w", "--workers", "--num-proc", type=click.IntRange(min=1), default=default_workers,
@@ -218,23 +223,25 @@ def _summary(result: BuildResult) -> None:
     c = result.manifest["counts"]
     shards = len(result.manifest["shards"])
     trained = c["trained_tokens"] / c["tokens"] if c["tokens"] else 0.0
-    rows = f"{c['rows_written']:,} rows" + (
-        f" from {c['examples_written']:,} examples" if c["rows_written"] != c["examples_written"] else ""
+    rows = counted(c["rows_written"], "row") + (
+        f" from {counted(c['examples_written'], 'example')}"
+        if c["rows_written"] != c["examples_written"]
+        else ""
     )
     _say(
-        f"wrote {rows} to {result.output} ({shards} shard{'s' * (shards != 1)}): "
-        f"{c['tokens']:,} tokens, {c['trained_tokens']:,} trained ({trained:.1%})"
+        f"wrote {rows} to {result.output} ({counted(shards, 'shard')}): "
+        f"{counted(c['tokens'], 'token')}, {c['trained_tokens']:,} trained ({trained:.1%})"
     )
     skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "none"
     _say(
-        f"read {c['records_read']:,} records; skipped: {skipped}; dropped as too long: "
+        f"read {counted(c['records_read'], 'record')}; skipped: {skipped}; dropped as too long: "
         f"{c['dropped_too_long']}; truncated: {c['truncated']}; boundary adjusted: {c['boundary_adjusted']}"
     )
     packing = result.manifest.get("packing")
     if packing:
         _say(
-            f"packed {packing['examples']:,} examples into {packing['rows']:,} rows of at most "
-            f"{packing['max_length']} tokens: efficiency {packing['efficiency']:.1%}, "
+            f"packed {counted(packing['examples'], 'example')} into {counted(packing['rows'], 'row')} "
+            f"of at most {packing['max_length']} tokens: efficiency {packing['efficiency']:.1%}, "
             f"{packing['examples_per_row']['mean']:.1f} examples per row"
         )
     if c["skipped_total"]:

@@ -260,10 +260,8 @@ def inspect(
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    except SftprepError as exc:
-        error = click.ClickException(str(exc))
-        error.exit_code = exc.exit_code  # type: ignore[misc]  # keep the documented exit code
-        raise error from None
+    # A SftprepError goes on to the group's handler (cli._run), as a build's does: one
+    # "sftprep: error: ..." line, the documented exit code, a traceback only with --debug.
 
 
 def _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options) -> None:
