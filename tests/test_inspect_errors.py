@@ -56,3 +56,12 @@ def test_usage_errors_stay_clicks(built):
     result = CliRunner().invoke(cli, ["inspect", str(built), "--tokens", "--stats"])
     assert result.exit_code == EXIT_USAGE
     assert "Error: --tokens and --stats are different views: choose one" in result.stderr
+
+
+def test_the_command_alone_ends_the_same_way(tmp_path):
+    # As a library user or a test runs it, without the group: the same line and code.
+    from sftprep.cli_inspect import inspect
+
+    result = CliRunner().invoke(inspect, [str(tmp_path / "missing")])
+    assert result.exit_code == EXIT_IO
+    assert result.stderr == f"sftprep: error: {tmp_path}/missing: no such file or directory\n"
