@@ -42,6 +42,7 @@ from sftprep.errors import (
     OutputError,
     RecordError,
     SftprepError,
+    counted,
 )
 from sftprep.labels import IGNORE_INDEX, schema_for
 from sftprep.packing import (
@@ -195,14 +196,29 @@ class _Rejects:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         total = sum(self.counts.values())
         if self.limit is not None and total > self.limit:
-            raise DataError(f"{total} records rejected, more than --max-errors {self.limit}; last: {error}")
+            raise DataError(
+                f"{counted(total, 'record')} rejected, more than --max-errors {self.limit}; last: {error}"
+            )
 
     def check_rate(self, records_read: int) -> None:
         total = sum(self.counts.values())
         if self.rate is not None and records_read and total / records_read > self.rate:
             raise DataError(
-                f"{total} of {records_read} records rejected ({total / records_read:.2%}), "
+                f"{total:,} of {counted(records_read, 'record')} rejected ({total / records_read:.2%}), "
                 f"more than --max-errors {self.config.max_errors}"
+            )
+
+    def check_all_rejected(self, records_read: int) -> None:
+        """An empty dataset because every record was rejected is "no records" (exit 3).
+
+        Unless ``--max-errors`` allowed it: then the user asked for exactly this.
+        """
+        total = sum(self.counts.values())
+        if records_read and total == records_read and self.config.max_errors is None:
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in self.counts.most_common())
+            raise DataError(
+                f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
+                "--max-errors 100% accepts an empty build"
             )
 
     def close(self) -> None:
@@ -283,6 +299,7 @@ def run_build(
             rejects.close()
         counts = stream.counts
         rejects.check_rate(counts.records_read)
+        rejects.check_all_rejected(counts.records_read)
         counts.skipped = rejects.counts
         described = inputs.describe()
         if stream.engine is not None:
@@ -400,7 +417,9 @@ class _Stream:
         # Records before the first good one cannot be rendered (no template yet): they are
         # all bad, so handling them needs no transform. Every slice binds the template to
         # the first good record of the whole input, so that all slices render alike.
+        empty = True
         for index, batch in batches:
+            empty = False
             batch = settle(batch)  # the rest are settled by the transform, in the workers
             first = next((r for r in batch if r.error is None), None)
             if first is None:
@@ -424,7 +443,8 @@ class _Stream:
         if self.packer is not None:
             self._write(self.packer.flush())
             self.counts.rows_written = self.packer.stats.rows
-        if self.template is None and self.counts.records_read == 0:
+        # Whatever the template: the same outcome with or without -t (README "Exit codes").
+        if empty:
             raise DataError("the input holds no records")
 
     def _mine(self, index: int) -> bool:
@@ -469,9 +489,9 @@ class _Stream:
         # A slice (--num-shards) writes about its share of the whole input.
         total = self.inputs_size / self.config.num_shards if self.inputs_size is not None else None
         if total is None or in_bytes == 0:
-            factor, basis = 1.0, f"the first {len(records):,} records (input size unknown)"
+            factor, basis = 1.0, f"the first {counted(len(records), 'record')} (input size unknown)"
         else:
-            factor, basis = max(1.0, total / in_bytes), f"the first {len(records):,} records"
+            factor, basis = max(1.0, total / in_bytes), f"the first {counted(len(records), 'record')}"
         est_bytes, est_rows = out_bytes * factor, rows * factor
         budget = self.config.exploded_budget
         if est_bytes > budget:

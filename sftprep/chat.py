@@ -494,7 +494,7 @@ class ChatEncoder:
         if cut:
             return (
                 "turn_truncated",
-                f"the row is {n_tokens} tokens; with max_length {self.options.max_length} no whole trained "
+                f"the row is {n_tokens} tokens; with --max-length {self.options.max_length} no whole trained "
                 "turn fits, and a turn is never trained in part (raise --max-length)",
             )
         return "no_trained_token", "no token is trained (the only trained text is the row's first token)"

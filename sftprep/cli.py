@@ -11,7 +11,6 @@ import json
 import re
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -19,15 +18,9 @@ import click
 from sftprep import __version__, storage
 from sftprep.build import BuildConfig, BuildResult, default_workers, run_build
 from sftprep.chat import TRAIN_ON
+from sftprep.cli_errors import Group, say
 from sftprep.encode import TRUNCATION_POLICIES
-from sftprep.errors import (
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
-    SftprepError,
-    Terminated,
-)
+from sftprep.errors import Terminated, counted
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, PAD_TO_CHOICES
 from sftprep.templates import load_template, parse_assignments, shipped_templates
@@ -54,28 +47,10 @@ class _Size(click.ParamType):
         return value if isinstance(value, int) else parse_size(str(value))
 
 
-def _say(message: str) -> None:
-    click.echo(f"sftprep: {message}", err=True)
+_say = say  # what cli_merge imports for its summary
 
 
-class _Group(click.Group):
-    """A click group whose ``main`` maps sftprep's errors to one line and an exit code.
-
-    Doing it here rather than in a wrapper means click's CliRunner (the tests)
-    and the ``sftprep`` console script behave the same.
-    """
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        argv = list(sys.argv[1:] if args is None else args)
-        code = _run(
-            lambda: super(_Group, self).main(argv, prog_name, complete_var, False, **extra), "--debug" in argv
-        )
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sftprep")
 @click.option("--debug", is_flag=True, help="Show a traceback for errors (for bug reports).")
 def cli(debug: bool) -> None:
@@ -124,7 +99,10 @@ def cli(debug: bool) -> None:
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="fail: stop at the first bad record; skip: count it and write it to rejects.jsonl.")  # fmt: skip
 @click.option(
-    "--max-errors", metavar="N|P%", help="With --on-error skip: fail when more records are rejected."
+    "--max-errors",
+    metavar="N|P%",
+    help="With --on-error skip: fail when more records are rejected "
+    "(a count of 0 or more, or a rate from 0% to 100%). Without it, a build that rejects every record fails.",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Replace OUTPUT if it exists (only once the new one is done)."
@@ -141,7 +119,8 @@ def cli(debug: bool) -> None:
               help="Examples held and packed together (memory bound).")  # fmt: skip
 @click.option("--pad-to", type=click.Choice(PAD_TO_CHOICES), help="Pad every row to --max-length.")
 @click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
-              help="Pad every row up to a multiple of N tokens.")  # fmt: skip
+              help="Pad every row up to a multiple of N tokens. With --max-length, that must be a "
+              "multiple of N (refused otherwise, so no row is longer than --max-length).")  # fmt: skip
 @click.option("--exploded-budget", type=_Size(), default="10GiB", show_default=True,
               help="Refuse an exploded build estimated to write more than this.")  # fmt: skip
 @click.option("-w", "--workers", "--num-proc", type=click.IntRange(min=1), default=default_workers,
@@ -184,7 +163,7 @@ def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -
     try:
         result = run_build(
             config,
-            log=None if quiet else _say,
+            log=None if quiet else say,
             advance=bar.update if bar else None,
             total_bytes=(lambda total: setattr(bar, "total", total)) if bar else None,
         )
@@ -218,30 +197,32 @@ def _summary(result: BuildResult) -> None:
     c = result.manifest["counts"]
     shards = len(result.manifest["shards"])
     trained = c["trained_tokens"] / c["tokens"] if c["tokens"] else 0.0
-    rows = f"{c['rows_written']:,} rows" + (
-        f" from {c['examples_written']:,} examples" if c["rows_written"] != c["examples_written"] else ""
+    rows = counted(c["rows_written"], "row") + (
+        f" from {counted(c['examples_written'], 'example')}"
+        if c["rows_written"] != c["examples_written"]
+        else ""
     )
-    _say(
-        f"wrote {rows} to {result.output} ({shards} shard{'s' * (shards != 1)}): "
-        f"{c['tokens']:,} tokens, {c['trained_tokens']:,} trained ({trained:.1%})"
+    say(
+        f"wrote {rows} to {result.output} ({counted(shards, 'shard')}): "
+        f"{counted(c['tokens'], 'token')}, {c['trained_tokens']:,} trained ({trained:.1%})"
     )
     skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "none"
-    _say(
-        f"read {c['records_read']:,} records; skipped: {skipped}; dropped as too long: "
+    say(
+        f"read {counted(c['records_read'], 'record')}; skipped: {skipped}; dropped as too long: "
         f"{c['dropped_too_long']}; truncated: {c['truncated']}; boundary adjusted: {c['boundary_adjusted']}"
     )
     packing = result.manifest.get("packing")
     if packing:
-        _say(
-            f"packed {packing['examples']:,} examples into {packing['rows']:,} rows of at most "
-            f"{packing['max_length']} tokens: efficiency {packing['efficiency']:.1%}, "
+        say(
+            f"packed {counted(packing['examples'], 'example')} into {counted(packing['rows'], 'row')} "
+            f"of at most {packing['max_length']} tokens: efficiency {packing['efficiency']:.1%}, "
             f"{packing['examples_per_row']['mean']:.1f} examples per row"
         )
     if c["skipped_total"]:
-        _say(f"rejected records are in {storage.join(result.output, 'rejects.jsonl')}")
+        say(f"rejected records are in {storage.join(result.output, 'rejects.jsonl')}")
     added = result.manifest["tokenizer"]["added_tokens"]
     if added:
-        _say(
+        say(
             f"added tokens {', '.join(added)}: the vocabulary is now {result.manifest['tokenizer']['vocab_size']}; "
             f"resize the model's embeddings (tokenizer saved in {storage.join(result.output, 'tokenizer.json')})"
         )
@@ -268,35 +249,6 @@ def main(argv: list[str] | None = None) -> None:
 def _terminate(signum, frame) -> None:
     # Unwind like Ctrl-C does, so the staging directory is removed on the way out.
     raise Terminated()
-
-
-def _run(invoke: Callable[[], Any], debug: bool) -> int:
-    try:
-        code = invoke()
-        return code if isinstance(code, int) else 0
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        _say("interrupted; nothing was written")
-        return EXIT_INTERRUPTED
-    except Terminated:
-        _say("terminated; nothing was written")
-        return EXIT_TERMINATED
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
-    except SftprepError as exc:
-        if debug:
-            raise
-        _say(f"error: {exc}")
-        return exc.exit_code
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:  # a bug: say so in one line unless --debug
-        if debug:
-            raise
-        _say(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback; please report it)"
-        )
-        return EXIT_INTERNAL
 
 
 from sftprep.cli_inspect import inspect  # noqa: E402

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from sftprep import view
 from sftprep.chat import TRAIN_ON
+from sftprep.cli_errors import Command, say
 from sftprep.config import BuildConfig
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import SftprepError
@@ -41,10 +42,6 @@ _PREVIEW_DEFAULTS: dict[str, Any] = {
     "records": 100,
 }
 _FLAG_NAMES = {"fields": "--field", "variables": "--var", "roles": "--role"}
-
-
-def _say(message: str) -> None:
-    click.echo(f"sftprep: {message}", err=True)
 
 
 def _colour(choice: str) -> bool:
@@ -74,7 +71,7 @@ def _silence_stdout() -> None:
         pass
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("out", metavar="OUT")
 @click.option(
     "-n",
@@ -252,7 +249,7 @@ def inspect(
     )
     try:
         rows, tok = _open(out, preview, tokenizer, build_options, with_tokenizer=not stats)
-        for item in view.inspect(rows, options, tok, log=_say):
+        for item in view.inspect(rows, options, tok, log=say):
             if isinstance(item, str):
                 sys.stdout.write(item + "\n")
             else:
@@ -260,10 +257,8 @@ def inspect(
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    except SftprepError as exc:
-        error = click.ClickException(str(exc))
-        error.exit_code = exc.exit_code  # type: ignore[misc]  # keep the documented exit code
-        raise error from None
+    # A SftprepError goes on to cli_errors.run_mapped, as a build's does: one
+    # "sftprep: error: ..." line, the documented exit code, a traceback only with --debug.
 
 
 def _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options) -> None:
@@ -300,7 +295,7 @@ def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any
             return rows, None
         tok, notes = view.view_tokenizer(rows, tokenizer)
         for note in notes:
-            _say(note)
+            say(note)
         return rows, tok
     records = options.pop("records")
     config = BuildConfig(
@@ -314,5 +309,5 @@ def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any
     )
     rows, tok, notes = view.preview(config, records)
     for note in notes:
-        _say(note)
+        say(note)
     return rows, tok

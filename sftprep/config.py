@@ -11,12 +11,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sftprep.chat import TRAIN_ON
+from sftprep.chat_formats import DEFAULT_ROLES
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES
 from sftprep.errors import ConfigError
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, packing_problems
 
 ENGINES = ("local", "ray")
+# The roles a chat template knows: what --role NAME=ROLE may map to.
+TEMPLATE_ROLES = tuple(sorted(set(DEFAULT_ROLES.values())))
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use: the one default for ``--workers`` (CLI and library)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class BuildConfig:
     verify_prompts: bool = False
     input_format: str | None = None
     max_record_bytes: int = 16 * 2**20
-    workers: int = 1
+    workers: int = field(default_factory=default_workers)
     pack: bool = False
     pack_buffer: int = DEFAULT_BUFFER_EXAMPLES
     pad_to: str | None = None
@@ -79,6 +90,10 @@ class BuildConfig:
                 parse_max_errors(self.max_errors)
             except ValueError as exc:
                 problems.append(str(exc))
+            if self.on_error != "skip":
+                problems.append(
+                    "--max-errors needs --on-error skip (with --on-error fail the first bad record stops the build)"
+                )
         if self.train_on not in TRAIN_ON:
             problems.append(f"--train-on must be one of {', '.join(TRAIN_ON)}")
         if self.workers < 1:
@@ -86,6 +101,20 @@ class BuildConfig:
         if not self.inputs:
             problems.append("no input given")
         problems += self._engine_problems()
+        problems += [
+            f"--role {name}={role}: '{role}' is not a chat template role (one of {', '.join(TEMPLATE_ROLES)})"
+            for name, role in self.roles.items()
+            if role not in TEMPLATE_ROLES
+        ]
+        n, limit = self.pad_to_multiple_of, self.max_length
+        if n is not None and limit is not None and limit % n:
+            # Refused rather than rounded down: a row is never longer than --max-length, and
+            # quietly cutting the limit would change which examples are truncated or dropped.
+            problems.append(
+                f"--pad-to-multiple-of {n} would pad rows of up to --max-length {limit} tokens to "
+                f"{-(-limit // n) * n}: give a --max-length that is a multiple of {n} "
+                f"(e.g. {max(n, limit // n * n)})"
+            )
         problems += packing_problems(
             self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
         )
@@ -123,18 +152,21 @@ class BuildConfig:
 
 
 def parse_max_errors(text: str) -> tuple[int | None, float | None]:
-    """``"10"`` -> (10, None); ``"1.5%"`` -> (None, 0.015)."""
+    """``"10"`` -> (10, None); ``"1.5%"`` -> (None, 0.015).
+
+    Raises:
+        ValueError: not a count of 0 or more, nor a rate from 0% to 100%.
+    """
+    problem = ValueError(f"--max-errors must be a count (10) or a rate from 0% to 100% (0.5%), got '{text}'")
     try:
         if text.endswith("%"):
-            return None, float(text[:-1]) / 100
-        return int(text), None
+            rate = float(text[:-1]) / 100
+            if not 0 <= rate <= 1:  # also refuses nan
+                raise problem
+            return None, rate
+        count = int(text)
     except ValueError:
-        raise ValueError(f"--max-errors must be a count (10) or a rate (0.5%), got '{text}'") from None
-
-
-def default_workers() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        raise problem from None
+    if count < 0:
+        raise problem
+    return count, None

@@ -24,6 +24,14 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT, after cleaning up
 EXIT_TERMINATED = 143  # SIGTERM, after cleaning up
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun agreeing, for messages: ``counted(1, "record")`` -> ``"1 record"``.
+
+    ``counted(1200, "record")`` -> ``"1,200 records"``; give ``plural`` for irregular nouns.
+    """
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 class SftprepError(Exception):
     """Base class of every error sftprep reports to the user without a traceback."""
 

@@ -226,8 +226,9 @@ def test_stdin_is_read_as_a_stream():
          {"chat_template": "chatml", "fields": {"tools": ""}}, 300, {}),
         (("chat", "multichallenge_benchmark_questions.jsonl"), "mistral-7b-v0.1",
          {"chat_template": "mistral-inst", "fields": {"messages": "CONVERSATION"}, "train_on": "all"}, 273, {}),
-        (("chat", "axolotl_conversation.missingturns.json"), "gpt2", {"chat_template": "chatml"}, 0,
-         {"empty_assistant_turn": 1}),
+        # Its one record is rejected: an empty build only because --max-errors allows it (issue 16).
+        (("chat", "axolotl_conversation.missingturns.json"), "gpt2", {"chat_template": "chatml", "max_errors": "100%"},
+         0, {"empty_assistant_turn": 1}),
     ],
     ids=["phi3-own", "glaive-tools", "glaive-no-tools", "multichallenge", "missing-turn"],
 )  # fmt: skip
@@ -277,3 +278,16 @@ def test_exploded_estimate_is_per_slice_and_first_batch_is_transformed_once(tmp_
         assert result.manifest["counts"]["records_read"] == sum(seen)
     rows = {n: int(notes[n].split()[3].replace(",", "")) for n in notes}
     assert rows[2] == pytest.approx(rows[1] / 2, rel=0.01)
+
+
+def test_workers_default_is_the_clis(tmp_path):
+    """One default for --workers: a library BuildConfig uses the cores the CLI would (issue 16, item 12)."""
+    import click
+
+    from sftprep.cli import cli
+    from sftprep.config import default_workers
+
+    assert BuildConfig(inputs=("d.jsonl",), output=str(tmp_path)).workers == default_workers()
+    build_command = cli.commands["build"]
+    option = next(p for p in build_command.params if p.name == "workers")
+    assert option.get_default(click.Context(build_command)) == default_workers()

@@ -144,8 +144,19 @@ def test_max_errors_turns_skips_into_failure(tmp_path):
         (["{good}", "-t", "qa", "--field", "answr=a"], EXIT_USAGE,
          "template 'qa' has no field 'answr' (its fields: question, answer)"),
         (["{good}", "--field", "answer"], EXIT_USAGE, "--field expects NAME=VALUE, got 'answer'"),
-        (["{good}", "--max-errors", "lots"], EXIT_USAGE,
-         "--max-errors must be a count (10) or a rate (0.5%), got 'lots'"),
+        (["{good}", "--on-error", "skip", "--max-errors", "lots"], EXIT_USAGE,
+         "--max-errors must be a count (10) or a rate from 0% to 100% (0.5%), got 'lots'"),
+        (["{good}", "--on-error", "skip", "--max-errors", "-1"], EXIT_USAGE,
+         "--max-errors must be a count (10) or a rate from 0% to 100% (0.5%), got '-1'"),
+        (["{good}", "--on-error", "skip", "--max-errors", "150%"], EXIT_USAGE,
+         "--max-errors must be a count (10) or a rate from 0% to 100% (0.5%), got '150%'"),
+        (["{good}", "--on-error", "skip", "--max-errors", "nan%"], EXIT_USAGE,
+         "--max-errors must be a count (10) or a rate from 0% to 100% (0.5%), got 'nan%'"),
+        (["{good}", "--max-errors", "5"], EXIT_USAGE,
+         "--max-errors needs --on-error skip (with --on-error fail the first bad record stops the build)"),
+        (["{good}", "-t", "qa", "--max-length", "20", "--pad-to-multiple-of", "16"], EXIT_USAGE,
+         "--pad-to-multiple-of 16 would pad rows of up to --max-length 20 tokens to 32: "
+         "give a --max-length that is a multiple of 16 (e.g. 16)"),
     ],
 )  # fmt: skip
 def test_whole_build_problems(tmp_path, args, code, message):
@@ -211,3 +222,81 @@ def test_stdin_streams_jsonl(tmp_path):
     result = run("-", "-t", "qa", "-o", str(tmp_path / "o"), input=(GOOD * 3).encode())
     assert result.exit_code == 0, result.output
     assert len(load_from_disk(str(tmp_path / "o"))) == 3
+
+
+# -- outcomes: what a build that writes nothing returns (issue 16, items 7 and 12) --------
+
+
+@pytest.mark.parametrize("template", [[], ["-t", "qa"], ["--chat-template", "chatml"]])
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_empty_input_is_no_records_with_or_without_a_template(tmp_path, template, content):
+    path = write(tmp_path, "empty.jsonl", content)
+    result = run(path, *template, "-o", str(tmp_path / "o"))
+    assert result.exit_code == EXIT_DATA, result.output
+    assert error_line(result) == "the input holds no records"
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_record_rejected_is_no_records_unless_max_errors_allows_it(tmp_path):
+    path = write(tmp_path, "d.jsonl", '{"question": "a"}\n{bad\n')
+    result = run(path, "-t", "qa", "--on-error", "skip", "-o", str(tmp_path / "o"))
+    assert result.exit_code == EXIT_DATA, result.output
+    assert error_line(result) == (
+        "all 2 records rejected (missing_field 1, malformed_json 1), nothing to write; "
+        "--max-errors 100% accepts an empty build"
+    )
+    assert not (tmp_path / "o").exists()
+    result = run(
+        path, "-t", "qa", "--on-error", "skip", "--max-errors", "100%", "-o", str(tmp_path / "o"), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["records_read"] == 2 and counts["rows_written"] == 0 and counts["skipped_total"] == 2
+
+
+def test_pad_to_multiple_of_a_divisor_of_max_length_keeps_rows_within_it(tmp_path):
+    path = write(tmp_path, "d.jsonl", json.dumps({"question": "q " * 40, "answer": "a b c"}) + "\n" + GOOD)
+    result = run(
+        path, "-t", "qa", "--max-length", "32", "--pad-to-multiple-of", "16", "-o", str(tmp_path / "o")
+    )
+    assert result.exit_code == 0, result.output
+    lengths = sorted(len(ids) for ids in load_from_disk(str(tmp_path / "o"))["input_ids"])
+    assert lengths == [16, 32]
+
+
+# -- messages name the option and agree in number (issue 16, item 12) --------------------
+
+CHAT = {"messages": [{"role": "user", "content": "hello there how are you doing today my friend"},
+                     {"role": "bot", "content": "I am fine thank you very much for asking me that"}]}  # fmt: skip
+
+
+def test_unknown_target_role_is_named(tmp_path):
+    path = write(tmp_path, "chat.jsonl", json.dumps(CHAT) + "\n")
+    result = run(path, "--chat-template", "chatml", "--role", "bot=robot", "-o", str(tmp_path / "o"))
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert error_line(result) == (
+        "--role bot=robot: 'robot' is not a chat template role (one of assistant, system, tool, user)"
+    )
+
+
+def test_turn_truncated_names_the_option(tmp_path):
+    path = write(tmp_path, "chat.jsonl", json.dumps(CHAT) + "\n")
+    args = ["--chat-template", "chatml", "--role", "bot=assistant", "--max-length", "12"]
+    result = run(path, *args, "-o", str(tmp_path / "o"))
+    assert result.exit_code == EXIT_DATA, result.output
+    assert error_line(result) == (
+        f"{path}:1: the row is 39 tokens; with --max-length 12 no whole trained turn fits, "
+        "and a turn is never trained in part (raise --max-length)"
+    )
+
+
+def test_summary_counts_agree_in_number(tmp_path):
+    path = write(tmp_path, "d.jsonl", GOOD)
+    result = CliRunner().invoke(cli, ["build", path, "-t", "qa", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert f"sftprep: wrote 1 row to {tmp_path / 'o'} (1 shard): " in lines[-2]
+    assert lines[-1].startswith("sftprep: read 1 record; skipped: none;")
+    result = run(write(tmp_path, "e.jsonl", GOOD + "{bad\n"), "-t", "qa", "--on-error", "skip",
+                 "--max-errors", "0", "-o", str(tmp_path / "o2"))  # fmt: skip
+    assert error_line(result).startswith("1 record rejected, more than --max-errors 0; last: ")

@@ -7,7 +7,7 @@ from itertools import islice
 from tokenizers import Tokenizer
 
 from sftprep.config import BuildConfig
-from sftprep.errors import DataError
+from sftprep.errors import DataError, counted
 from sftprep.labels import IGNORE_INDEX
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.tokenizer import load_tokenizer
@@ -42,7 +42,7 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
     if first is None:
         detail = f"; the first: {batch[0].error}" if batch else ""
         raise DataError(
-            f"none of the first {len(batch)} records of {', '.join(config.inputs)} can be read{detail}"
+            f"none of the first {counted(len(batch), 'record')} of {', '.join(config.inputs)} can be read{detail}"
         )
     template, chat_spec = resolve_templates(config)
     bound = bind_transform(config, info, first, template=template, chat_spec=chat_spec)

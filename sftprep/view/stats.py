@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from rich.text import Text
 
 from sftprep.arrays import filled, numpy_array, to_numpy
+from sftprep.errors import counted
 from sftprep.packing import PackStats
 from sftprep.view.choose import Selection, all_groups, any_flag, in_ranges, list_lengths, row_lengths
 from sftprep.view.draw import Look, rule, wrap
@@ -182,7 +183,7 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
             lines.append(line.append_text(piece))
 
     rows, examples, limit, at = stats["rows"], stats["examples"], stats["max_length"], stats["at_max_length"]
-    add("rows", f"{rows:,}" + (f" from {examples:,} examples" if rows != examples else ""))
+    add("rows", f"{rows:,}" + (f" from {counted(examples, 'example')}" if rows != examples else ""))
     fraction = stats["trained_fraction"]
     add("tokens", f"{stats['tokens']:,}, of which {stats['trained_tokens']:,} trained ({fraction:.1%})")
     length = stats["length"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from rich.text import Text
 
+from sftprep.errors import counted
 from sftprep.labels import IGNORE_INDEX
 from sftprep.view.draw import CLOSE, OPEN, Look, rule, subrule, wrap
 from sftprep.view.pieces import Pieces, visible
@@ -41,7 +42,7 @@ def flagged(item: Row | Example) -> list[str]:
 
 def _tokens(n: int, padding: int, trained: int) -> str:
     padded = f" ({padding:,} padding)" if padding else ""
-    return f"{n:,} tokens{padded}, {trained:,} trained"
+    return f"{counted(n, 'token')}{padded}, {trained:,} trained"
 
 
 def header(row: Row, look: Look, title: str | None = None) -> list[Text]:
