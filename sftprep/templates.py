@@ -26,7 +26,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +348,25 @@ class Renderer:
     _prompt: _Compiled
     _target: _Compiled
     _if_empty: tuple[tuple[str, _Compiled], ...]
+    controls: re.Pattern[str] | None = None  # see with_control_tokens()
+    eos: str | None = None
+
+    def with_control_tokens(self, tokens: Sequence[str], eos: str | None) -> Renderer:
+        """This renderer, also rejecting records whose fields contain one of ``tokens``.
+
+        A field's text containing ``</s>`` or ``<|endoftext|>`` would be tokenized as that
+        control token, not as text: in a target, the model would learn to stop mid-answer.
+        Such a record is rejected (``control_token_in_text``), naming the field and token.
+        The one exception is a target that ends with the EOS text: its EOS is the row's own
+        (``eos_in_text``; no second one is appended). Only record fields are checked, not
+        the template's text or ``--var`` values, which may hold markers on purpose.
+
+        Args:
+            tokens: the control tokens' strings (``TokenizerInfo.control_tokens()``).
+            eos: the EOS token's string.
+        """
+        pattern = re.compile("|".join(map(re.escape, tokens))) if tokens else None
+        return replace(self, controls=pattern, eos=eos)
 
     def render(self, record: Mapping[str, Any], where: str) -> tuple[str, str]:
         """Return ``(prompt, target)`` for one record.
@@ -371,12 +390,40 @@ class Renderer:
         target = self._target.render(values)
         if all(_blank(values[n]) for n in self._target.names if n in self.paths):
             raise RecordError(where, "empty_target", "the target is empty", self._target.names[0])
+        if self.controls is not None:
+            self._check_controls(values, target, where)
         prompt = self._prompt
         for name, alternative in self._if_empty:
             if _blank(values[name]):
                 prompt = alternative
                 break
         return prompt.render(values), target
+
+    def _check_controls(self, values: dict[str, str], target: str, where: str) -> None:
+        assert self.controls is not None
+        for name, path in self.paths.items():
+            text = values[name]
+            found = self.controls.search(text)
+            if found is None:
+                continue
+            if (
+                found.group() == self.eos
+                and found.end() == len(text)
+                and name in self._target.names
+                and target.endswith(text)
+            ):
+                continue  # the target ends with the EOS text: that is its EOS (eos_in_text)
+            token = found.group()
+            hint = ""
+            if token == self.eos and name in self._target.names:
+                hint = " (the model would learn to stop there; a target may end with the EOS token, nowhere else)"
+            raise RecordError(
+                where,
+                "control_token_in_text",
+                f"'{path}' contains the special token {token!r} at character {found.start()}, "
+                f"which would be tokenized as a control token, not as text{hint}",
+                name,
+            )
 
 
 def bind_template(
