@@ -44,7 +44,7 @@ def test_control_tokens_are_the_special_added_tokens_and_the_eos(name, eos, expe
 def renderer(tokenizer: str, tokenizer_path, eos: str | None = None):
     info = load_tokenizer(tokenizer_path(tokenizer), eos=eos)
     bound = bind_template(load_template("prompt-completion"), first_record={"prompt": "", "completion": ""})
-    return bound.with_control_tokens(info.control_tokens(), info.eos_token)
+    return bound.with_control_tokens(info.control_tokens(), info.eos_token, info.bos_token)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,8 @@ def renderer(tokenizer: str, tokenizer_path, eos: str | None = None):
         ("mistral-7b-v0.1", {"prompt": "Q:", "completion": "ans</s>\n"}, "completion", "</s>"),
         ("mistral-7b-v0.1", {"prompt": "Q:", "completion": " a</s></s>"}, "completion", "</s>"),
         ("mistral-7b-v0.1", {"prompt": "Q: <s> why?", "completion": " a"}, "prompt", "<s>"),
+        ("mistral-7b-v0.1", {"prompt": "<s>Q:", "completion": " <s>a"}, "completion", "<s>"),
+        ("mistral-7b-v0.1", {"prompt": "<s>Q: </s>", "completion": " a"}, "prompt", "</s>"),
         ("smollm-135m", {"prompt": "<|im_start|>user", "completion": " a"}, "prompt", "<|im_start|>"),
         ("phi-3-mini", {"prompt": "Q:", "completion": " a<|end|> b"}, "completion", "<|end|>"),
         ("phi-3-mini", {"prompt": "Q:", "completion": " a</s> b"}, "completion", "</s>"),  # with --eos </s>
@@ -77,6 +79,7 @@ def test_a_control_token_in_a_field_is_rejected(tokenizer, record, field, token,
     ("tokenizer", "record"),
     [
         ("mistral-7b-v0.1", {"prompt": "Q:", "completion": " fine</s>"}),  # the documented eos_in_text
+        ("mistral-7b-v0.1", {"prompt": "<s>Q:", "completion": " a"}),  # ... and double_bos_removed
         ("smollm-135m", {"prompt": "Q:", "completion": " fine<|endoftext|>"}),
         ("phi-3-mini", {"prompt": "Q: </s>", "completion": " a</s> b"}),  # special: false, not the EOS
         ("qwen3", {"prompt": "Q: <think>", "completion": " <think>hm</think> <tool_call>{}</tool_call>"}),
