@@ -75,6 +75,8 @@ _WIDE_BOMS = (
 _JSON_WS = b" \t\r\n"
 _NUL = b"\0"
 _WS_RE = re.compile(r"[ \t\r\n]*")
+# A JSON string (``closed`` unset when the text ends inside it) or a bracket.
+_SCAN_RE = re.compile(r'"(?:[^"\\]|\\.)*(?P<closed>")?|[\[\]{}]', re.DOTALL)
 _DECODER = json.JSONDecoder()
 _STOPPED = "; the rest of the file cannot be read"
 # Python's json parser and pickle recurse once per nesting level and give up near
@@ -600,6 +602,8 @@ class InputFile:
             yield self._bad(number + 1, "record", e.reason, e.message + _STOPPED)
 
     def _json_record(self, number: int, item: object) -> Record:
+        if isinstance(item, _TooDeep):
+            return self._bad(number, "record", "too_deeply_nested", _TOO_DEEP)
         if isinstance(item, _TooLarge):
             message = _too_large(item.size, self.max_record_bytes)
             return self._bad(number, "record", "record_too_large", message)
@@ -723,6 +727,10 @@ class _Broken(Exception):
         self.message = message
 
 
+class _TooDeep:
+    """Stands in for a complete JSON value nested too deeply to parse."""
+
+
 @dataclass(slots=True)
 class _TooLarge:
     """Stands in for a complete JSON value that is over the size limit."""
@@ -796,8 +804,8 @@ class _JsonText:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
             except RecursionError:
-                # Finding where the value ends would take a parser without recursion: stop here.
-                raise _Broken("too_deeply_nested", _TOO_DEEP) from None
+                self._skip_container()
+                return _TooDeep()
             except json.JSONDecodeError as e:
                 if self.eof or not _maybe_cut(e):
                     message = f"malformed JSON: {e.msg} at byte offset {self.offset(e.pos)}"
@@ -813,6 +821,27 @@ class _JsonText:
             if (end - start) * 4 > self.limit and (size := len(self.buf[start:end].encode())) > self.limit:
                 return _TooLarge(size)
             return value
+
+    def _skip_container(self) -> None:
+        """Move past the array or object at pos, counting brackets outside strings.
+
+        For a value too deep for the json module's recursive parser: the file reads on
+        after it. Broken JSON inside it is not noticed; the value is rejected anyway.
+        """
+        depth, at = 0, 0  # at: where to scan, relative to pos (fill() moves pos to 0)
+        while True:
+            m = _SCAN_RE.search(self.buf, self.pos + at)
+            if m is None or (m.group()[0] == '"' and m.group("closed") is None):
+                at = (len(self.buf) if m is None else m.start()) - self.pos
+                if not self.fill():
+                    self.pos = len(self.buf)
+                    raise self._unexpected("unfinished array or object")
+                continue
+            depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(m.group(), 0)
+            at = m.end() - self.pos
+            if depth == 0:
+                self.pos = m.end()
+                return
 
     def array_items(self) -> Iterator[object]:
         """Yield the elements of an array whose ``[`` was just consumed, then check the end."""

@@ -279,17 +279,34 @@ def test_nesting_up_to_the_limit_is_kept():
     assert len(good(read("d.jsonl"))) == 1
 
 
-def test_deeply_nested_json_array_element_is_a_bad_record():
-    write("d.json", f'[{{"q": 1}}, {{"question": {DEEP}, "answer": "a"}}]')
+@pytest.mark.parametrize("chunk_size", [7, 2**20])
+@pytest.mark.parametrize("layout", ["array", "objects"])
+def test_deeply_nested_json_element_is_a_bad_record_and_the_file_reads_on(chunk_size, layout, monkeypatch):
+    monkeypatch.setattr(readers, "CHUNK_SIZE", chunk_size)
+    # Brackets and escaped quotes inside strings must not upset the skipping.
+    deep = '[{"s": "]]}\\"[", "t": "\\\\"}, ' + "[" * 3000 + '"x]"' + "]" * 3000 + "]"
+    elements = ['{\n"q": 1}', f'{{"question": {deep}, "answer": "a"}}', '{"q": "[3"}', '{"q": 4}']
+    write("d.json", "[" + ", ".join(elements) + "]" if layout == "array" else "\n".join(elements))
     records = read("d.json")
-    assert good(records[:1]) == [{"q": 1}]
     message = f"JSON nested too deeply (over {readers.MAX_DEPTH} levels of arrays or objects)"
-    assert error(records[1]) == ("d.json: record 2", "too_deeply_nested", message + STOPPED)
-    shallow = "[" * 300 + "]" * 300  # parses, but over the limit: the next element is still read
+    assert error(records[1]) == ("d.json: record 2", "too_deeply_nested", message)
+    assert good([records[0], *records[2:]]) == [{"q": 1}, {"q": "[3"}, {"q": 4}]
+    shallow = "[" * 300 + "]" * 300  # parses, but over the limit: a bad record too
     write("e.json", f'[{{"question": {shallow}}}, {{"q": 3}}]')
     records = read("e.json")
     assert error(records[0]) == ("e.json: record 1", "too_deeply_nested", message)
     assert good(records[1:]) == [{"q": 3}]
+
+
+def test_unfinished_deep_json_stops_the_file():
+    write("d.json", '[{"q": 1}, {"question": ' + "[" * 3000 + '"x"')
+    records = read("d.json")
+    assert good(records[:1]) == [{"q": 1}]
+    assert error(records[1]) == (
+        "d.json: record 2",
+        "malformed_json",
+        f"malformed JSON: unfinished array or object, found the end of the file{STOPPED}",
+    )
 
 
 def test_records_pickle_as_they_are():
