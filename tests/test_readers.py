@@ -788,3 +788,18 @@ def test_real_jsonl_keeps_u0085_inside_a_record(data_path):
 def test_real_reads_are_deterministic(data_path):
     name = data_path("translation", "alma_valid.de-en.json")
     assert read(name) == read(name)
+
+
+def test_build_of_a_jsonl_with_a_broken_first_line_writes_the_other_rows(tmp_path):
+    """Issue 16 item 4, end to end: one reject, 199 rows, the manifest says jsonl."""
+    from sftprep import BuildConfig, run_build
+
+    lines = [json.dumps({"question": f"q{i}", "answer": f"a{i}"}) for i in range(199)]
+    write("d.jsonl", "\n".join(['{"question": "a",', *lines]) + "\n")
+    config = BuildConfig(inputs=("d.jsonl",), output=str(tmp_path / "out"), on_error="skip", max_errors="5")
+    manifest = run_build(config).manifest
+    assert [i["format"] for i in manifest["inputs"]] == ["jsonl"]
+    assert manifest["counts"]["records_read"] == 200 and manifest["counts"]["examples_written"] == 199
+    assert manifest["counts"]["skipped"] == {"malformed_json": 1}
+    reject = json.loads((tmp_path / "out" / "rejects.jsonl").read_text())
+    assert (reject["line"], reject["record"]) == (1, '{"question": "a",')
