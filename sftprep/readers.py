@@ -7,10 +7,10 @@ with its parsed ``data`` or with an ``error`` saying what is wrong, so the build
 count it under its reason code. Only problems with a whole file (missing, unreadable, not gzip,
 no CSV header, ...) raise :class:`~sftprep.errors.InputError`.
 
-The format is sniffed from the content, not trusted from the file name (``.json`` files are
-often JSON Lines): ``[`` starts a JSON array; ``{`` starts JSON Lines, unless the first line is
-an unfinished JSON value, which makes it one (or more) pretty-printed JSON objects; ``PAR1`` is
-Parquet; anything else is CSV or TSV, told by the extension or by the header line. Gzip is
+A ``.jsonl`` or ``.ndjson`` name (also ``.gz``) means JSON Lines. Other formats are sniffed from
+the content, not trusted from the file name (``.json`` files are often JSON Lines): ``[``
+starts a JSON array; ``{`` starts JSON Lines, unless the first line is an unfinished JSON value,
+which makes it one (or more) pretty-printed JSON objects; ``PAR1`` is Parquet; anything else is CSV or TSV, told by the extension or by the header line. Gzip is
 decompressed by the ``.gz`` suffix or by its magic bytes.
 
 Example::
@@ -65,11 +65,24 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# Byte-order marks of encodings sftprep does not read, longest first.
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 (little-endian)"),
+    (codecs.BOM_UTF32_BE, "UTF-32 (big-endian)"),
+    (codecs.BOM_UTF16_LE, "UTF-16 (little-endian)"),
+    (codecs.BOM_UTF16_BE, "UTF-16 (big-endian)"),
+)
 _JSON_WS = b" \t\r\n"
 _NUL = b"\0"
 _WS_RE = re.compile(r"[ \t\r\n]*")
+# A JSON string (``closed`` unset when the text ends inside it) or a bracket.
+_SCAN_RE = re.compile(r'"(?:[^"\\]|\\.)*(?P<closed>")?|[\[\]{}]', re.DOTALL)
 _DECODER = json.JSONDecoder()
 _STOPPED = "; the rest of the file cannot be read"
+# Python's json parser and pickle recurse once per nesting level and give up near
+# sys.getrecursionlimit() (1000); training records are never nested this deep.
+MAX_DEPTH = 200
+_TOO_DEEP = f"JSON nested too deeply (over {MAX_DEPTH} levels of arrays or objects)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +150,33 @@ def _parse_line(source: str, number: int, raw: str) -> Record:
         return _bad_record(
             source, number, "malformed_json", f"malformed JSON: {e.msg} at column {e.colno}", raw
         )
+    except RecursionError:
+        return _bad_record(source, number, "too_deeply_nested", _TOO_DEEP, raw)
     if type(data) is not dict:
         return _bad_record(source, number, "not_an_object", _not_an_object(data), raw)
+    if _too_deep(raw, data):
+        return _bad_record(source, number, "too_deeply_nested", _TOO_DEEP, raw)
     return Record(source, number, "line", data, None, raw)
+
+
+def _too_deep(raw: str, data: object) -> bool:
+    """Nested deeper than MAX_DEPTH: such a record would not pickle for a worker process.
+
+    Counting brackets in the text is a fast upper bound on the depth (one C pass); only
+    a record with many brackets is walked.
+    """
+    if raw.count("[") + raw.count("{") <= MAX_DEPTH:
+        return False
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
 
 
 def _bad_record(
@@ -426,10 +463,12 @@ class InputFile:
 
     def _sniff(self, forced: str | None) -> str:
         head = self._stream.peek(4)
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # UTF-32 first: its little-endian BOM starts with UTF-16's.
+        encoding = next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+        if encoding is not None:
             raise InputError(
-                f"{self.source}: the file is UTF-16 or UTF-32 encoded, not UTF-8"
-                " (re-encode it, e.g. iconv -f utf-16 -t utf-8)"
+                f"{self.source}: the file is {encoding} encoded, not UTF-8"
+                f" (re-encode it, e.g. iconv -f {encoding.split()[0].lower()} -t utf-8)"
             )
         if forced == "parquet" or (forced is None and head == b"PAR1"):
             return "parquet"
@@ -438,6 +477,10 @@ class InputFile:
             self._offset = 3
         if forced:
             return forced
+        if self._format_from_name() == "jsonl" and not self.name.endswith((".json", ".json.gz")):
+            # .jsonl/.ndjson say JSON Lines: a broken first line is one bad record, not a sign
+            # that the file is one JSON document (only .json names are often either).
+            return "jsonl"
         first = self._first_byte()
         if first == b"[":
             return "json"
@@ -559,12 +602,19 @@ class InputFile:
             yield self._bad(number + 1, "record", e.reason, e.message + _STOPPED)
 
     def _json_record(self, number: int, item: object) -> Record:
+        if isinstance(item, _TooDeep):
+            return self._bad(number, "record", "too_deeply_nested", _TOO_DEEP)
         if isinstance(item, _TooLarge):
             message = _too_large(item.size, self.max_record_bytes)
             return self._bad(number, "record", "record_too_large", message)
-        raw = json.dumps(item, ensure_ascii=False)
+        try:
+            raw = json.dumps(item, ensure_ascii=False)
+        except RecursionError:
+            return self._bad(number, "record", "too_deeply_nested", _TOO_DEEP)
         if type(item) is not dict:
             return self._bad(number, "record", "not_an_object", _not_an_object(item), raw)
+        if _too_deep(raw, item):
+            return self._bad(number, "record", "too_deeply_nested", _TOO_DEEP, raw)
         return Record(self.source, number, "record", item, None, raw)
 
     # -- CSV and TSV ----------------------------------------------------------------------------
@@ -677,6 +727,10 @@ class _Broken(Exception):
         self.message = message
 
 
+class _TooDeep:
+    """Stands in for a complete JSON value nested too deeply to parse."""
+
+
 @dataclass(slots=True)
 class _TooLarge:
     """Stands in for a complete JSON value that is over the size limit."""
@@ -749,6 +803,9 @@ class _JsonText:
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                self._skip_container()
+                return _TooDeep()
             except json.JSONDecodeError as e:
                 if self.eof or not _maybe_cut(e):
                     message = f"malformed JSON: {e.msg} at byte offset {self.offset(e.pos)}"
@@ -764,6 +821,27 @@ class _JsonText:
             if (end - start) * 4 > self.limit and (size := len(self.buf[start:end].encode())) > self.limit:
                 return _TooLarge(size)
             return value
+
+    def _skip_container(self) -> None:
+        """Move past the array or object at pos, counting brackets outside strings.
+
+        For a value too deep for the json module's recursive parser: the file reads on
+        after it. Broken JSON inside it is not noticed; the value is rejected anyway.
+        """
+        depth, at = 0, 0  # at: where to scan, relative to pos (fill() moves pos to 0)
+        while True:
+            m = _SCAN_RE.search(self.buf, self.pos + at)
+            if m is None or (m.group()[0] == '"' and m.group("closed") is None):
+                at = (len(self.buf) if m is None else m.start()) - self.pos
+                if not self.fill():
+                    self.pos = len(self.buf)
+                    raise self._unexpected("unfinished array or object")
+                continue
+            depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(m.group(), 0)
+            at = m.end() - self.pos
+            if depth == 0:
+                self.pos = m.end()
+                return
 
     def array_items(self) -> Iterator[object]:
         """Yield the elements of an array whose ``[`` was just consumed, then check the end."""

@@ -26,7 +26,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +348,28 @@ class Renderer:
     _prompt: _Compiled
     _target: _Compiled
     _if_empty: tuple[tuple[str, _Compiled], ...]
+    controls: re.Pattern[str] | None = None  # see with_control_tokens()
+    eos: str | None = None
+    bos: str | None = None
+
+    def with_control_tokens(self, tokens: Sequence[str], eos: str | None, bos: str | None = None) -> Renderer:
+        """This renderer, also rejecting records whose fields contain one of ``tokens``.
+
+        A field's text containing ``</s>`` or ``<|endoftext|>`` would be tokenized as that
+        control token, not as text: in a target, the model would learn to stop mid-answer.
+        Such a record is rejected (``control_token_in_text``), naming the field and token.
+        The exceptions are a target that ends with the EOS text, whose EOS is the row's own
+        (``eos_in_text``; no second one is appended), and a prompt that starts with the BOS
+        text (``double_bos_removed``). Only record fields are checked, not the template's
+        text or ``--var`` values, which may hold markers on purpose.
+
+        Args:
+            tokens: the control tokens' strings (``TokenizerInfo.control_tokens()``).
+            eos: the EOS token's string.
+            bos: the BOS token's string, if any.
+        """
+        pattern = re.compile("|".join(map(re.escape, tokens))) if tokens else None
+        return replace(self, controls=pattern, eos=eos, bos=bos)
 
     def render(self, record: Mapping[str, Any], where: str) -> tuple[str, str]:
         """Return ``(prompt, target)`` for one record.
@@ -376,7 +398,44 @@ class Renderer:
             if _blank(values[name]):
                 prompt = alternative
                 break
-        return prompt.render(values), target
+        prompt_text = prompt.render(values)
+        if self.controls is not None:
+            self._check_controls(values, prompt, prompt_text, target, where)
+        return prompt_text, target
+
+    def _check_controls(
+        self, values: dict[str, str], prompt: _Compiled, prompt_text: str, target: str, where: str
+    ) -> None:
+        assert self.controls is not None
+        for name, path in self.paths.items():
+            text = values[name]
+            start, end = 0, len(text)
+            # The two documented exceptions: a prompt that starts with the BOS text (its BOS;
+            # a second one from the post-processor is removed, double_bos_removed) and a target
+            # that ends with the EOS text (its EOS; none is appended, eos_in_text).
+            if (
+                self.bos
+                and text.startswith(self.bos)
+                and name in prompt.names
+                and prompt_text.startswith(text)
+            ):
+                start = len(self.bos)
+            if self.eos and text.endswith(self.eos) and name in self._target.names and target.endswith(text):
+                end -= len(self.eos)
+            found = self.controls.search(text, start, max(start, end))
+            if found is None:
+                continue
+            token = found.group()
+            hint = ""
+            if token == self.eos and name in self._target.names:
+                hint = " (the model would learn to stop there; a target may end with the EOS token, nowhere else)"
+            raise RecordError(
+                where,
+                "control_token_in_text",
+                f"'{path}' contains the special token {token!r} at character {found.start()}, "
+                f"which would be tokenized as a control token, not as text{hint}",
+                name,
+            )
 
 
 def bind_template(

@@ -91,6 +91,25 @@ class TokenizerInfo:
         template = self.config.get("chat_template")
         return template if isinstance(template, str) else None
 
+    def control_tokens(self) -> list[str]:
+        """The token strings that record text must not contain, longest first.
+
+        An added token is matched in text before anything else and becomes its single id.
+        Those marked ``special: true`` are control tokens (``<|im_end|>``, Mistral's ``</s>``,
+        markers sftprep added); those marked ``special: false`` are meant to appear in text
+        (qwen3's ``<think>``, Phi-3's ``</s>``) and are not. The EOS token is always a control
+        token when it is an added token, whatever its mark: its text becomes the EOS id either
+        way, and an EOS trained mid-answer teaches the model to stop there.
+
+        Returns:
+            e.g. ``["<|endoftext|>"]`` for gpt2; ``["<unk>", "</s>", "<s>"]`` for Mistral.
+        """
+        added = self.tokenizer.get_added_tokens_decoder().values()
+        tokens = {t.content for t in added if t.special}
+        if self.eos_token in {t.content for t in added}:
+            tokens.add(self.eos_token)
+        return sorted(tokens, key=lambda t: (-len(t), t))
+
     def add_special_tokens(self, tokens: list[str]) -> list[str]:
         """Add tokens as special tokens (never split, never merged); return the new ones."""
         new = [t for t in tokens if self.tokenizer.token_to_id(t) is None]

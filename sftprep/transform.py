@@ -225,6 +225,7 @@ def bind_transform(
     renderer = bind_template(template, config.fields, config.variables, first.fields)
     if add_markers and template.markers:
         info.add_special_tokens(list(template.markers))
+    renderer = renderer.with_control_tokens(info.control_tokens(), info.eos_token, info.bos_token)
     transform = PairTransform(renderer, Encoder(info, options), config.mode, config.labels, schema)
     return Bound(transform, template, renderer)
 

@@ -143,7 +143,9 @@ def test_unknown_format_is_a_config_error():
     ("name", "content", "fmt"),
     [
         ("jsonl_named.json", '{"a": 1}\n{"a": 2}\n', "jsonl"),
-        ("array_named.jsonl", '[{"a": 1}]', "json"),
+        ("array_named.jsonl", '[{"a": 1}]', "jsonl"),  # the name says JSON Lines: one bad line
+        ("array_named.json", '[{"a": 1}]', "json"),
+        ("array_unnamed", '[{"a": 1}]', "json"),
         ("pretty.json", '{\n  "a": [\n    1\n  ]\n}\n', "json"),
         ("spaced.json", '  \n\n  [{"a": 1}]', "json"),
         ("bom.json", '\ufeff[{"a": 1}]', "json"),
@@ -179,10 +181,22 @@ def test_undetectable_format_is_an_input_error():
         InputFile("notes.txt")
 
 
-def test_utf16_is_an_input_error():
-    write("wide.jsonl", '{"a": 1}\n'.encode("utf-16"))
-    with pytest.raises(InputError, match=r"^wide.jsonl: the file is UTF-16 or UTF-32 encoded"):
-        InputFile("wide.jsonl")
+@pytest.mark.parametrize(
+    ("bom", "codec", "named"),
+    [
+        (b"", "utf-16", "UTF-16 (little-endian)"),  # Python writes its own BOM
+        (b"\xfe\xff", "utf-16-be", "UTF-16 (big-endian)"),
+        (b"", "utf-32", "UTF-32 (little-endian)"),
+        (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32 (big-endian)"),
+    ],
+)
+@pytest.mark.parametrize("name", ["wide.jsonl", "wide.jsonl.gz", "wide.csv"])
+def test_utf16_and_utf32_are_one_input_error(bom, codec, named, name):
+    write(name, bom + '{"question": "a", "answer": "b"}\n{"question": "c", "answer": "d"}\n'.encode(codec))
+    hint = f"(re-encode it, e.g. iconv -f {named.split()[0].lower()} -t utf-8)"
+    with pytest.raises(InputError) as caught:
+        InputFile(name)
+    assert str(caught.value) == f"{name}: the file is {named} encoded, not UTF-8 {hint}"
 
 
 # -- JSON Lines ----------------------------------------------------------------------------------
@@ -223,6 +237,76 @@ def test_lazy_jsonl_records_settle_to_what_eager_reading_gives():
     assert all(not r.pending and r.data is None for r in lazy if r.error is not None)  # NUL, bad UTF-8
     assert as_tuples(readers.settle(lazy)) == as_tuples(eager)
     assert as_tuples(readers.settle(eager)) == as_tuples(eager)
+
+
+@pytest.mark.parametrize("first", ['{"question": "a",', '["a", "b"]'])
+@pytest.mark.parametrize("name", ["d.jsonl", "d.jsonl.gz", "d.ndjson"])
+def test_a_jsonl_name_means_json_lines_whatever_the_first_line(first, name):
+    """A broken first line that looks like the start of a JSON document is one bad record."""
+    lines = [json.dumps({"question": f"q{i}", "answer": f"a{i}"}) for i in range(199)]
+    write(name, "\n".join([first, *lines]) + "\n")
+    source = InputFile(name)
+    assert source.format == "jsonl"
+    records = list(source.records())
+    assert error(records[0])[:2] == (f"{name}:1", "malformed_json" if first[0] == "{" else "not_an_object")
+    assert records[0].raw == first
+    assert good(records[1:]) == [json.loads(line) for line in lines]
+
+
+def test_a_json_name_still_sniffs_pretty_printed_json():
+    write("d.json", '{"question": "a",\n "answer": "b"}\n')
+    assert InputFile("d.json").format == "json"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("depth", [100_000, 300])
+def test_deeply_nested_jsonl_is_one_bad_record(depth):
+    nested = "[" * depth + "]" * depth
+    write("d.jsonl", f'{{"q": 1}}\n{{"question": {nested}, "answer": "a"}}\n{{"q": 3}}\n')
+    records = read("d.jsonl")
+    message = f"JSON nested too deeply (over {readers.MAX_DEPTH} levels of arrays or objects)"
+    assert error(records[1]) == ("d.jsonl:2", "too_deeply_nested", message)
+    assert good([records[0], records[2]]) == [{"q": 1}, {"q": 3}]
+    lazy = readers.settle(list(InputFile("d.jsonl").records(lazy=True)))
+    assert as_tuples(lazy) == as_tuples(records)
+
+
+def test_nesting_up_to_the_limit_is_kept():
+    inner = "[" * (readers.MAX_DEPTH - 1) + "]" * (readers.MAX_DEPTH - 1)
+    write("d.jsonl", f'{{"question": {inner}}}\n')
+    assert len(good(read("d.jsonl"))) == 1
+
+
+@pytest.mark.parametrize("chunk_size", [7, 2**20])
+@pytest.mark.parametrize("layout", ["array", "objects"])
+def test_deeply_nested_json_element_is_a_bad_record_and_the_file_reads_on(chunk_size, layout, monkeypatch):
+    monkeypatch.setattr(readers, "CHUNK_SIZE", chunk_size)
+    # Brackets and escaped quotes inside strings must not upset the skipping.
+    deep = '[{"s": "]]}\\"[", "t": "\\\\"}, ' + "[" * 3000 + '"x]"' + "]" * 3000 + "]"
+    elements = ['{\n"q": 1}', f'{{"question": {deep}, "answer": "a"}}', '{"q": "[3"}', '{"q": 4}']
+    write("d.json", "[" + ", ".join(elements) + "]" if layout == "array" else "\n".join(elements))
+    records = read("d.json")
+    message = f"JSON nested too deeply (over {readers.MAX_DEPTH} levels of arrays or objects)"
+    assert error(records[1]) == ("d.json: record 2", "too_deeply_nested", message)
+    assert good([records[0], *records[2:]]) == [{"q": 1}, {"q": "[3"}, {"q": 4}]
+    shallow = "[" * 300 + "]" * 300  # parses, but over the limit: a bad record too
+    write("e.json", f'[{{"question": {shallow}}}, {{"q": 3}}]')
+    records = read("e.json")
+    assert error(records[0]) == ("e.json: record 1", "too_deeply_nested", message)
+    assert good(records[1:]) == [{"q": 3}]
+
+
+def test_unfinished_deep_json_stops_the_file():
+    write("d.json", '[{"q": 1}, {"question": ' + "[" * 3000 + '"x"')
+    records = read("d.json")
+    assert good(records[:1]) == [{"q": 1}]
+    assert error(records[1]) == (
+        "d.json: record 2",
+        "malformed_json",
+        f"malformed JSON: unfinished array or object, found the end of the file{STOPPED}",
+    )
 
 
 def test_records_pickle_as_they_are():
@@ -704,3 +788,18 @@ def test_real_jsonl_keeps_u0085_inside_a_record(data_path):
 def test_real_reads_are_deterministic(data_path):
     name = data_path("translation", "alma_valid.de-en.json")
     assert read(name) == read(name)
+
+
+def test_build_of_a_jsonl_with_a_broken_first_line_writes_the_other_rows(tmp_path):
+    """Issue 16 item 4, end to end: one reject, 199 rows, the manifest says jsonl."""
+    from sftprep import BuildConfig, run_build
+
+    lines = [json.dumps({"question": f"q{i}", "answer": f"a{i}"}) for i in range(199)]
+    write("d.jsonl", "\n".join(['{"question": "a",', *lines]) + "\n")
+    config = BuildConfig(inputs=("d.jsonl",), output=str(tmp_path / "out"), on_error="skip", max_errors="5")
+    manifest = run_build(config).manifest
+    assert [i["format"] for i in manifest["inputs"]] == ["jsonl"]
+    assert manifest["counts"]["records_read"] == 200 and manifest["counts"]["examples_written"] == 199
+    assert manifest["counts"]["skipped"] == {"malformed_json": 1}
+    reject = json.loads((tmp_path / "out" / "rejects.jsonl").read_text())
+    assert (reject["line"], reject["record"]) == (1, '{"question": "a",')
