@@ -72,7 +72,7 @@ TRAIN_ON = ("assistant", "last", "all")
 # Reason codes of rows rejected here (chat_formats.REASONS has those of bad records).
 REASONS = (
     "template_error",  # the template raised (raise_exception, an undefined value, ...)
-    "control_token_in_text",  # message text contains a special token string such as </s>
+    "control_token_in_text",  # message text contains a special token's string, such as <|im_end|>
     "tools_not_rendered",  # the conversation has tools but the template never reads them
     "message_not_rendered",  # a message's text does not appear in the rendered conversation
     "template_not_prefix_stable",  # the template rewrites earlier turns when later ones follow
@@ -217,7 +217,10 @@ class ChatEncoder:
         self.variables = special_tokens(info)
         self.tok = info.tokenizer
         self.bos = info.bos_id
-        controls = sorted({t.content for t in self.tok.get_added_tokens_decoder().values()}, key=len)
+        # Only tokens marked special are control tokens. Added tokens with special: false (Qwen3's
+        # <think> and <tool_call>, whitespace runs, phi-3's </s>) are text the tokenizer maps to one id.
+        added = self.tok.get_added_tokens_decoder().values()
+        controls = sorted({t.content for t in added if t.special}, key=len)
         self._controls = re.compile("|".join(map(re.escape, reversed(controls)))) if controls else None
 
     def encode(self, conversations: Sequence[Conversation]) -> EncodedBatch:
