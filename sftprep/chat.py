@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sftprep.chat_formats import Conversation
+from sftprep.chat_reasoning import answer_of, reasoning_of, think_span
 from sftprep.chat_template import (
     TOKENIZER_TEMPLATE,
     ChatTemplate,
@@ -58,6 +59,7 @@ __all__ = [
     "REASONS",
     "TOKENIZER_TEMPLATE",
     "TRAIN_ON",
+    "TURNS",
     "ChatEncoder",
     "ChatLayout",
     "ChatTemplate",
@@ -68,6 +70,23 @@ __all__ = [
 ]
 
 TRAIN_ON = ("assistant", "last", "all")
+# How conversations become rows: ``conversation`` (one row, every turn as the whole render shows
+# it), ``each`` (one row per trained turn, rendered as when it is the last), ``auto`` (one row
+# where the template is prefix-stable for the conversation, ``each`` where it is not).
+TURNS = ("auto", "conversation", "each")
+# What encode() counts (the manifest and summary report these).
+COUNTS = (
+    "truncated",
+    "boundary_adjusted",
+    "turns_dropped",
+    "turn_rows",  # rows written one per trained turn (--turns each, or auto's fallback)
+    "turn_tokens",  # tokens in those rows
+    "conversations_by_turn",  # conversations written as one row per turn
+    "reasoning_dropped",  # trained turns whose reasoning the rendered row does not show
+    "empty_reasoning",  # trained turns rendered with an empty think block
+)
+# What a conversation that is not prefix-stable raises on the one-row path.
+_UNSTABLE = ("template_not_prefix_stable", "span_not_found")
 
 # Reason codes of rows rejected here (chat_formats.REASONS has those of bad records).
 REASONS = (
@@ -82,6 +101,7 @@ REASONS = (
     "generation_mask_mismatch",  # our mask differs from the {% generation %} tags' mask
     "turn_truncated",  # no whole trained turn fits in max_length
     "no_trained_token",  # nothing left to train in the row
+    "too_many_turn_rows",  # --turns each would write more rows than max_rows_per_conversation
 )
 
 
@@ -113,6 +133,9 @@ class _Plan:
     soft: list[bool]  # the end is a common-prefix estimate: snap it to a token start
     spans: dict[int, tuple[int, int, int]]  # assistant message -> (start, end, end of its content)
     generation: list[tuple[int, int]] | None = None  # {% generation %} spans, when checked
+    turn: int | None = None  # the one trained message of a ``--turns each`` row
+    reasoning_dropped: int = 0  # trained turns whose reasoning the render does not show
+    empty_reasoning: int = 0  # trained turns rendered with an empty think block
 
 
 @dataclass
@@ -140,6 +163,8 @@ class ChatLayout:
     offsets: np.ndarray  # (n, 2) character offsets of each token
     trained: np.ndarray  # bool per token (a row's first token is never trained by labels.py)
     turns: list[ChatTurn] = field(default_factory=list)
+    turn: int | None = None  # the trained message of a ``--turns each`` row
+    reasoning: list[tuple[int, int]] = field(default_factory=list)  # think blocks of trained turns (tokens)
 
 
 class _Tokens:
@@ -197,6 +222,13 @@ class ChatEncoder:
         train_on: ``assistant`` (every assistant message), ``last`` (the last assistant
             message) or ``all`` (every token). A message whose data says weight 0 is never trained.
         check_generation: compare with the ``{% generation %}`` mask where the template has tags.
+        turns: one of ``TURNS``: how a conversation becomes rows (module docstring of
+            :mod:`sftprep.chat_reasoning` says why templates differ).
+        train_reasoning: train the think block of a trained turn (``False``: only its answer
+            and end marker; the think block stays in the row as context).
+        max_rows_per_conversation: reject a conversation (``too_many_turn_rows``) that ``each``
+            would turn into more rows than this; None for no limit. Each row repeats the
+            conversation before its turn, so the tokens written grow with the square of its length.
     """
 
     def __init__(
@@ -206,9 +238,21 @@ class ChatEncoder:
         options: EncodeOptions | None = None,
         train_on: str = "assistant",
         check_generation: bool = True,
+        turns: str = "auto",
+        train_reasoning: bool = True,
+        max_rows_per_conversation: int | None = None,
     ):
         if train_on not in TRAIN_ON:
             raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, got '{train_on}'")
+        if turns not in TURNS:
+            raise ConfigError(f"turns must be one of {', '.join(TURNS)}, got '{turns}'")
+        if turns == "each" and train_on == "all":
+            raise ConfigError(
+                "turns=each trains one assistant turn per row; it does not go with train_on=all"
+            )
+        self.turns = turns
+        self.train_reasoning = train_reasoning
+        self.max_rows = max_rows_per_conversation
         self.info = info
         self.template = template
         self.options = options or EncodeOptions()
@@ -221,40 +265,70 @@ class ChatEncoder:
         # <think> and <tool_call>, whitespace runs, phi-3's </s>) are text the tokenizer maps to one id.
         added = self.tok.get_added_tokens_decoder().values()
         controls = sorted({t.content for t in added if t.special}, key=len)
+        self._markers = [c for c in reversed(controls) if c.strip()]  # longest first
         self._controls = re.compile("|".join(map(re.escape, reversed(controls)))) if controls else None
 
-    def encode(self, conversations: Sequence[Conversation]) -> EncodedBatch:
+    def encode(self, conversations: Sequence[Conversation]) -> ChatBatch:
         """Encode a batch; problems with one conversation become ``rejected``/``dropped`` entries."""
         rejected: list[tuple[int, str, str]] = []
         dropped: list[int] = []
-        plans = encode_rows(enumerate(conversations), self._plan, rejected, dropped)
+        planned = encode_rows(enumerate(conversations), self._plans, rejected, dropped)
+        plans = [(i, plan) for i, several in planned for plan in several]  # conversation, then turn order
         encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
-        counts = {"truncated": 0, "boundary_adjusted": 0, "turns_dropped": 0}
+        counts = dict.fromkeys(COUNTS, 0)
 
-        def one_row(planned: tuple[_Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
+        def one_row(planned: tuple[_Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool, _Plan]:
             plan, enc = planned
             tokens = _Tokens(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
             ids, trained, cut = self._truncate(np.asarray(enc.ids, dtype=np.int32), trained, turns, counts)
             if not trained[1:].any():
                 raise RowRejected(*self._nothing_trained(cut, len(enc.ids)))
-            return ids, trained, cut
+            return ids, trained, cut, plan
 
         pairs = ((i, (plan, enc)) for (i, plan), enc in zip(plans, encodings, strict=True))
         kept = encode_rows(pairs, one_row, rejected, dropped)
-        rows = [(i, ids, trained, cut) for i, (ids, trained, cut) in kept]
-        counts["truncated"] += sum(cut for _, _, _, cut in rows)
-        rejected.sort()
+        # A conversation is written whole or not at all: one rejected turn row rejects it.
+        rejected = sorted({i: (i, r, m) for i, r, m in reversed(rejected)}.values())
+        dropped = sorted(set(dropped) - {i for i, _, _ in rejected})
+        lost = {i for i, _, _ in rejected} | set(dropped)
+        rows = [(i, *row) for i, row in kept if i not in lost]
+        for _, ids, _, cut, plan in rows:
+            counts["truncated"] += cut
+            counts["reasoning_dropped"] += plan.reasoning_dropped
+            counts["empty_reasoning"] += plan.empty_reasoning
+            if plan.turn is not None:
+                counts["turn_rows"] += 1
+                counts["turn_tokens"] += len(ids)
+        counts["conversations_by_turn"] = len({i for i, *_, plan in rows if plan.turn is not None})
         return _batch(rows, rejected, dropped, counts)
 
-    def layout(self, conversation: Conversation, where: str = "") -> ChatLayout:
-        """Render, tokenize and mask one conversation, for display (no truncation).
+    def layouts(self, conversation: Conversation, where: str = "") -> list[ChatLayout]:
+        """The rows :meth:`encode` makes of one conversation, for display (no truncation).
 
         Raises:
             RecordError: the conversation would be rejected (same reasons as :meth:`encode`).
         """
         try:
-            plan = self._plan(conversation)
+            plans = self._plans(conversation)
+        except RowRejected as exc:
+            raise RecordError(where, exc.reason, str(exc)) from None
+        return [self._layout(conversation, plan, where) for plan in plans]
+
+    def layout(self, conversation: Conversation, where: str = "") -> ChatLayout:
+        """Render, tokenize and mask one conversation as one row, for display (no truncation).
+
+        Raises:
+            RecordError: the conversation would be rejected (same reasons as :meth:`encode`).
+        """
+        try:
+            plan = self._plans(conversation)[0] if self.turns != "each" else self._plan(conversation)
+        except RowRejected as exc:
+            raise RecordError(where, exc.reason, str(exc)) from None
+        return self._layout(conversation, plan, where)
+
+    def _layout(self, conversation: Conversation, plan: _Plan, where: str) -> ChatLayout:
+        try:
             enc = self.tok.encode(plan.text, add_special_tokens=False)
             tokens = _Tokens(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
@@ -263,11 +337,15 @@ class ChatEncoder:
         bounds = [0, *(e if e is None else tokens.snap(e) for e in plan.ends[:-1]), len(plan.text)]
         ranges = iter(turns)
         out = []
-        for k, message in enumerate(conversation.messages):
+        for k, message in enumerate(conversation.messages[: len(plan.trained)]):
             a, b = bounds[k], bounds[k + 1]
             chars = None if a is None or b is None else (a, b)
             out.append(ChatTurn(k, message["role"], chars, next(ranges, None) if plan.trained[k] else None))
-        return ChatLayout(plan.text, np.asarray(enc.ids, dtype=np.int32), tokens.offsets, trained, out)
+        ids = np.asarray(enc.ids, dtype=np.int32)
+        reasoning = [
+            r for k in plan.spans if plan.trained[k] for r in [self._think_tokens(plan, tokens, k)] if r
+        ]
+        return ChatLayout(plan.text, ids, tokens.offsets, trained, out, plan.turn, reasoning)
 
     # -- rendering and locating -------------------------------------------------------------------
 
@@ -280,6 +358,90 @@ class ChatEncoder:
             raise RowRejected(
                 "template_error", f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from None
+
+    def _plans(self, conversation: Conversation) -> list[_Plan]:
+        """The rows of one conversation: one, or one per trained turn (see ``TURNS``)."""
+        if self.turns == "each":
+            plans = self._each(conversation)
+        else:
+            try:
+                plans = [self._plan(conversation)]
+            except RowRejected as exc:
+                if exc.reason not in _UNSTABLE or self.train_on == "all":
+                    raise
+                if self.turns == "conversation":
+                    plans = [self._as_rendered(conversation)]
+                else:
+                    plans = self._each(conversation)
+        for plan in plans:  # reasoning in the data that the row does not show
+            plan.reasoning_dropped = sum(
+                bool(r) and r not in plan.text[s:e]
+                for k, (s, e, _) in plan.spans.items()
+                if plan.trained[k]
+                for r in [reasoning_of(conversation.messages[k])]
+            )
+        return plans
+
+    def _each(self, conversation: Conversation) -> list[_Plan]:
+        """One row per trained assistant turn k: ``messages[:k+1]`` rendered, only turn k trained."""
+        if self.train_on == "all":
+            raise RowRejected(
+                "template_not_prefix_stable",
+                "the template renders earlier turns differently once later ones follow, and "
+                "train_on=all needs one row per conversation (use --train-on assistant)",
+            )
+        self._check_text(conversation)
+        chosen = [k for k, on in enumerate(self._trained_messages(conversation)) if on]
+        if self.max_rows is not None and len(chosen) > self.max_rows:
+            raise RowRejected(
+                "too_many_turn_rows",
+                f"{len(chosen)} trained turns would become {len(chosen)} rows, more than "
+                f"max_rows_per_conversation={self.max_rows} (raise --max-rows-per-conversation)",
+            )
+        messages, tools = list(conversation.messages), conversation.tools
+        plans = []
+        for k in chosen:
+            part = messages[: k + 1]
+            full = self._render(part, tools, False)
+            end, soft = self._message_end(part, k, tools, full, need=True)
+            span = self._assistant_span(part, k, tools, full, end)
+            only = [j == k for j in range(k + 1)]
+            ends: list[int | None] = [None] * k
+            plans.append(_Plan(full, only, [*ends, end], [False] * k + [soft], {k: span}, turn=k))
+        return plans
+
+    def _as_rendered(self, conversation: Conversation) -> _Plan:
+        """One row for a template that is not prefix-stable: each assistant turn as the whole
+        render shows it (earlier turns without their reasoning).
+
+        A turn starts where the generation prompt of the messages before it ends, and ends
+        with the first end-of-turn marker after its answer: the control token that ends the
+        turn when it is rendered last (``<|im_end|>``), else the EOS.
+        """
+        messages, tools = list(conversation.messages), conversation.tools
+        self._check_text(conversation)
+        trained = self._trained_messages(conversation)
+        full = self._render(messages, tools, False)
+        ends: list[int | None] = [None] * len(messages)
+        spans: dict[int, tuple[int, int, int]] = {}
+        for k, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            header = self._header(messages, k, tools, full)
+            core = answer_of(message)
+            last = self._render(messages[: k + 1], tools, False).rstrip()
+            eos = next((m for m in self._markers if last.endswith(m)), self.info.eos_token)
+            found = full.find(core, len(header)) if core else len(header)
+            close = full.find(eos, found + len(core)) if eos and found >= 0 else -1
+            if close < 0:
+                raise RowRejected(
+                    "span_not_found",
+                    f"message {k} (assistant): its text and the end-of-turn marker {eos!r} are not after "
+                    f"its header (ending at character {len(header)})",
+                )
+            ends[k] = close + len(eos or "")
+            spans[k] = (len(header), close + len(eos or ""), found + len(core))
+        return _Plan(full, trained, ends, [False] * len(messages), spans)
 
     def _plan(self, conversation: Conversation) -> _Plan:
         messages = list(conversation.messages)
@@ -318,6 +480,13 @@ class ChatEncoder:
                 f"the conversation has tools but the chat template '{self.template.name}' never reads "
                 "'tools': the model would call functions it was never shown (use a template with tool "
                 "support, or ignore the tools with --field tools=)",
+            )
+        calls = next((k for k, m in enumerate(conversation.messages) if m.get("tool_calls")), None)
+        if calls is not None and not self.template.uses_tool_calls:
+            raise RowRejected(
+                "tools_not_rendered",
+                f"message {calls} (assistant) calls a tool but the chat template '{self.template.name}' "
+                "never reads 'tool_calls': the trained turn would not show the call",
             )
         if self._controls is None:
             return
@@ -359,7 +528,7 @@ class ChatEncoder:
         prompt. What follows it in the shorter render is the template's closing text.
         """
         message = messages[k]
-        core = message["content"].strip()
+        core = answer_of(message)
         last = k == len(messages) - 1
         shorter: str | None = full
         try:
@@ -374,6 +543,17 @@ class ChatEncoder:
             # message, without a generation prompt to compare with, the closing stays with it.
             shorter, longer = (full, full) if last else (None, full)
         end = None if shorter is None else _common_prefix(shorter, longer)
+        if need and not last and shorter is not None and end is not None:
+            # The turn as the whole conversation shows it must be the turn as the model writes
+            # it when it is the last one (Qwen3 adds a think block to that one only).
+            alone = _common_prefix(shorter, self._render(messages[: k + 1], tools, True))
+            if end < alone:
+                raise RowRejected(
+                    "template_not_prefix_stable",
+                    f"message {k} ({message['role']}) renders differently once later messages follow: "
+                    f"{shorter[end : end + 40]!r} becomes {longer[end : end + 40]!r} (the template "
+                    "rewrites earlier turns)",
+                )
         # The message's text must lie in the part both renders share; if it is only beyond
         # it, the longer render changed it.
         if shorter is not None and end is not None and core in shorter and shorter.rfind(core, 0, end) < 0:
@@ -393,7 +573,8 @@ class ChatEncoder:
             return None, True
         return end, end < len(shorter)
 
-    def _assistant_span(self, messages, k: int, tools, full: str, end: int | None) -> tuple[int, int, int]:
+    def _header(self, messages, k: int, tools, full: str) -> str:
+        """The text before assistant turn k: the messages before it with the generation prompt."""
         header = self._render(messages[:k], tools, True)
         if not full.startswith(header):
             at = _common_prefix(header, full)
@@ -402,9 +583,12 @@ class ChatEncoder:
                 f"message {k} (assistant): the conversation before it with the generation prompt renders "
                 f"{header[at : at + 40]!r} where the whole conversation has {full[at : at + 40]!r}",
             )
-        start = len(header)
+        return header
+
+    def _assistant_span(self, messages, k: int, tools, full: str, end: int | None) -> tuple[int, int, int]:
+        start = len(self._header(messages, k, tools, full))
         assert end is not None, "an assistant message's end is always rendered"
-        core = messages[k]["content"].strip()
+        core = answer_of(messages[k])
         found = full.find(core, start, end) if core else start
         if found < 0 or end <= start:
             raise RowRejected(
@@ -420,13 +604,30 @@ class ChatEncoder:
         """Per-token trained flags, and the token range of each trained message."""
         trained = np.zeros(len(tokens.starts), dtype=bool)
         turns = []
+        plan.empty_reasoning = 0
         for k, (start, end) in self._trained_chars(plan, tokens):
             t0, t1 = tokens.range(start, end, f"message {k}")
             trained[t0:t1] = True
             turns.append((t0, t1))
+            found = think_span(plan.text, *plan.spans[k][:2]) if k in plan.spans else None
+            if found is not None:
+                plan.empty_reasoning += found[2]
+                think = self._think_tokens(plan, tokens, k)
+                if think is not None and not self.train_reasoning:
+                    trained[slice(*think)] = False  # the think block stays as context; the answer is trained
         if plan.generation is not None:
             self._check_generation(plan, tokens, trained)
         return trained, turns
+
+    def _think_tokens(self, plan: _Plan, tokens: _Tokens, k: int) -> tuple[int, int] | None:
+        """Tokens ``[a, b)`` wholly inside the think block of assistant turn k, markers included."""
+        start, end, _ = plan.spans[k]
+        found = think_span(plan.text, start, end)
+        if found is None:
+            return None
+        a = int(np.searchsorted(tokens.starts, found[0], side="left"))
+        b = int(np.searchsorted(tokens.ends, found[1], side="right"))
+        return (a, b) if b > a else None
 
     def _trained_chars(self, plan: _Plan, tokens: _Tokens) -> list[tuple[int, tuple[int, int]]]:
         if self.train_on != "all":
@@ -503,7 +704,18 @@ class ChatEncoder:
         return "no_trained_token", "no token is trained (the only trained text is the row's first token)"
 
 
-def _batch(rows, rejected, dropped, counts) -> EncodedBatch:
+@dataclass
+class ChatBatch(EncodedBatch):
+    """An :class:`~sftprep.encode.EncodedBatch` whose rows also name their turn.
+
+    ``turns[i]`` is the trained message of a ``--turns each`` row, -1 for a row that is a whole
+    conversation.
+    """
+
+    turns: np.ndarray | None = None
+
+
+def _batch(rows, rejected, dropped, counts) -> ChatBatch:
     lengths = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -511,7 +723,8 @@ def _batch(rows, rejected, dropped, counts) -> EncodedBatch:
     trained = np.concatenate([r[2] for r in rows]) if rows else empty_flags
     # prompt_lens: leading untrained tokens per row (labels.py reads ``trained`` instead).
     firsts = [int(np.argmax(r[2])) if r[2].any() else len(r[2]) for r in rows]
-    return EncodedBatch(
+    return ChatBatch(
+        turns=np.asarray([-1 if r[4].turn is None else r[4].turn for r in rows], dtype=np.int32),
         ids=np.concatenate([r[1] for r in rows]) if rows else empty_ids,
         offsets=offsets,
         prompt_lens=np.asarray(firsts, dtype=np.int64),
