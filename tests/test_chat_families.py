@@ -15,6 +15,7 @@ from tokenizers import AddedToken
 
 from sftprep.chat import ChatEncoder, load_chat_template, special_tokens
 from sftprep.chat_formats import Conversation, to_messages
+from sftprep.encode import EncodeOptions
 from sftprep.errors import RecordError
 from sftprep.readers import InputFile
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
@@ -243,3 +244,154 @@ def test_function_call_turns_that_are_not_calls_are_reported(value, text):
         to_messages(record, "g.json:3")
     assert info.value.reason == "bad_tool_call"
     assert str(info.value).startswith("g.json:3: 'conversations.1.value' ") and text in str(info.value)
+
+
+# --- what is trained: reasoning, conversation mode, the row budget ------------------------------
+
+
+def trained_pieces(info, batch, j) -> list[str]:
+    """The trained runs of row j, decoded."""
+    a, b = batch.offsets[j], batch.offsets[j + 1]
+    ids, flags = batch.ids[a:b], batch.trained[a:b]
+    runs, start = [], None
+    for t, on in enumerate([*flags.tolist(), False]):
+        if on and start is None:
+            start = t
+        elif not on and start is not None:
+            runs.append(info.tokenizer.decode(ids[start:t].tolist(), skip_special_tokens=False))
+            start = None
+    return runs
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_train_reasoning_no_trains_the_answer_and_end_marker(inline, tokenizer, hf, data_path):
+    info = tokenizer("qwen3")
+    conversations = reasoning_conversations(data_path, 1, inline, n=4)
+    template = load_chat_template(None, info)
+    on = ChatEncoder(info, template).encode(conversations)
+    off = ChatEncoder(info, template, train_reasoning=False).encode(conversations)
+    assert np.array_equal(on.ids, off.ids)  # the think block stays in the row as context
+    problems = gsm8k(data_path, 4)
+    for j, (_, reasoning, answer) in enumerate(problems):
+        assert trained_pieces(info, on, j) == [f"<think>\n{reasoning}\n</think>\n\n{answer}<|im_end|>"]
+        assert trained_pieces(info, off, j) == [f"\n\n{answer}<|im_end|>"]
+
+
+def test_empty_think_blocks_are_trained_and_counted(tokenizer):
+    info = tokenizer("qwen3")
+    conv = chat(("user", "Hi"), ("assistant", "Hello!"))
+    batch = ChatEncoder(info, load_chat_template(None, info)).encode([conv])
+    assert trained_pieces(info, batch, 0) == ["<think>\n\n</think>\n\nHello!<|im_end|>"]
+    assert batch.counts["empty_reasoning"] == 1
+    off = ChatEncoder(info, load_chat_template(None, info), train_reasoning=False).encode([conv])
+    assert trained_pieces(info, off, 0) == ["\n\nHello!<|im_end|>"]
+
+
+def test_conversation_mode_trains_turns_as_the_whole_render_shows_them(tokenizer, hf, data_path):
+    info, hf_tok = tokenizer("qwen3"), hf("qwen3")
+    conversations = reasoning_conversations(data_path, 3, inline=False, n=3)
+    batch = ChatEncoder(info, load_chat_template(None, info), turns="conversation").encode(conversations)
+    assert len(batch) == 3 and batch.turns.tolist() == [-1, -1, -1]
+    assert batch.counts["reasoning_dropped"] == 2 * 3  # the earlier turns' reasoning is not in the row
+    problems = gsm8k(data_path, 9)
+    for j, conv in enumerate(conversations):
+        ids = batch.ids[batch.offsets[j] : batch.offsets[j + 1]].tolist()
+        assert ids == hf_tok.apply_chat_template(list(conv.messages), return_dict=True)["input_ids"]
+        mine = problems[3 * j : 3 * j + 3]
+        assert trained_pieces(info, batch, j) == [
+            f"{mine[0][2]}<|im_end|>",
+            f"{mine[1][2]}<|im_end|>",
+            f"<think>\n{mine[2][1]}\n</think>\n\n{mine[2][2]}<|im_end|>",
+        ]
+
+
+def test_each_on_a_prefix_stable_template_gives_the_same_turns(tokenizer, hf, data_path):
+    info, hf_tok = tokenizer("llama-3.1"), hf("llama-3.1")
+    conversations = real_conversations(data_path, "lima.json", 40)[-10:]
+    whole = ChatEncoder(info, load_chat_template(None, info)).encode(conversations)
+    each = ChatEncoder(info, load_chat_template(None, info), turns="each").encode(conversations)
+    assert whole.counts["turn_rows"] == 0 and (whole.turns == -1).all()
+    assistants = sum(c.roles.count("assistant") for c in conversations)
+    assert len(each) == each.counts["turn_rows"] == assistants
+    seen = check_rows(info, hf_tok, conversations, each)
+    assert seen == {"each": assistants}
+    # every row's one trained turn is trained as in the whole conversation's row
+    for j in range(len(each)):
+        i = int(each.index[j])
+        row = next(r for r in range(len(whole)) if whole.index[r] == i)
+        assert trained_pieces(info, each, j)[0] in trained_pieces(info, whole, row)
+    order = list(zip(each.index.tolist(), each.turns.tolist(), strict=True))
+    assert order == sorted(order)  # conversation order, then turn order
+
+
+def test_too_many_turn_rows_are_rejected(tokenizer, data_path):
+    info = tokenizer("qwen3")
+    conversations = reasoning_conversations(data_path, 3, inline=True, n=2)
+    encoder = ChatEncoder(info, load_chat_template(None, info), max_rows_per_conversation=2)
+    batch = encoder.encode(conversations)
+    assert len(batch) == 0 and reasons(batch) == {"too_many_turn_rows": 2}
+    assert (
+        "3 trained turns would become 3 rows, more than max_rows_per_conversation=2" in batch.rejected[0][2]
+    )
+
+
+def test_one_bad_turn_rejects_the_whole_conversation(tokenizer):
+    info = tokenizer("qwen3")
+    long = chat(("user", "a"), ("assistant", "short"), ("user", "b"), ("assistant", "word " * 200))
+    options = EncodeOptions(max_length=60, truncation="target")
+    batch = ChatEncoder(info, load_chat_template(None, info), options).encode([long])
+    assert len(batch) == 0 and reasons(batch) == {"turn_truncated": 1}
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def test_build_writes_turn_rows_with_their_turn_and_counts(tmp_path, data_path, tokenizer_path):
+    from click.testing import CliRunner
+    from datasets import load_from_disk
+
+    from sftprep.cli import cli
+
+    glaive = data_path("chat", "glaive_toolcall_en_demo.json")
+    out = tmp_path / "out"
+    args = ["build", glaive, "--tokenizer", tokenizer_path("qwen3"), "-o", str(out), "-w", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "turns auto: one row per conversation where the chat template renders every turn" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["records_read"] == 300 and counts["skipped_total"] == 0
+    assert counts["conversations_by_turn"] == 261  # the multi-turn and tool-call conversations
+    assert (
+        f"261 conversations written one row per turn (--turns): {counts['turn_rows']:,} rows" in result.output
+    )
+    ds = load_from_disk(str(out))
+    assert len(ds) == counts["rows_written"] == counts["turn_rows"] + 39
+    keys = [
+        (line, -1 if turn is None else turn) for line, turn in zip(ds["source_line"], ds["turn"], strict=True)
+    ]
+    assert keys == sorted(keys) and len(set(ds["source_line"])) == 300
+    assert sum(t is not None for t in ds["turn"]) == counts["turn_rows"]
+
+    packed = tmp_path / "packed"
+    args += ["--pack", "--max-length", "16384", "-o", str(packed)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    turns = [t for row in load_from_disk(str(packed))["turn"] for t in row]
+    assert sorted(t for t in turns if t is not None) == sorted(t for t in ds["turn"] if t is not None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--turns", "each", "--train-on", "all"], "--turns each trains one assistant turn per row"),
+        (["--turns", "every"], "Invalid value for '--turns'"),
+    ],
+)
+def test_bad_turn_options(options, message, tmp_path, data_path):
+    from click.testing import CliRunner
+
+    from sftprep.cli import cli
+
+    args = ["build", data_path("chat", "lima.json"), "-o", str(tmp_path / "o"), *options]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (1, 2) and message in result.output
