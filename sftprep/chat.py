@@ -334,7 +334,8 @@ class ChatEncoder:
             trained, turns = self._flags(plan, tokens)
         except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None
-        bounds = [0, *(e if e is None else tokens.snap(e) for e in plan.ends[:-1]), len(plan.text)]
+        ends = self._display_ends(conversation, plan) if plan.turn is not None else plan.ends
+        bounds = [0, *(e if e is None else tokens.snap(e) for e in ends[:-1]), len(plan.text)]
         ranges = iter(turns)
         out = []
         for k, message in enumerate(conversation.messages[: len(plan.trained)]):
@@ -346,6 +347,30 @@ class ChatEncoder:
             r for k in plan.spans if plan.trained[k] for r in [self._think_tokens(plan, tokens, k)] if r
         ]
         return ChatLayout(plan.text, ids, tokens.offsets, trained, out, plan.turn, reasoning)
+
+    def _display_ends(self, conversation: Conversation, plan: _Plan) -> list[int | None]:
+        """Where each message of a ``--turns each`` row ends, for display only (the roles inspect
+        shows): the render that stops after it agrees with the row up to there, and its answer
+        and end marker, if the template rewrote it, follow."""
+        messages, tools, text = list(conversation.messages), conversation.tools, plan.text
+        ends: list[int | None] = []
+        at = 0
+        for j in range(len(plan.trained) - 1):
+            try:
+                end = _common_prefix(self._render(messages[: j + 1], tools, False), text)
+            except RowRejected:
+                return [*ends, *plan.ends[len(ends) :]]
+            core = answer_of(messages[j])
+            found = text.find(core, at) if core else -1
+            if found >= 0 and found + len(core) > end:
+                end = found + len(core)
+            if messages[j]["role"] == "assistant" and not text[:end].rstrip().endswith(tuple(self._markers)):
+                # a turn the template rewrote (tool calls after a dropped think block): to its marker
+                marks = [(i, m) for m in self._markers for i in [text.find(m, end)] if i >= 0]
+                end = min(marks)[0] + len(min(marks)[1]) if marks else end
+            ends.append(end)
+            at = end
+        return [*ends, plan.ends[-1]]
 
     # -- rendering and locating -------------------------------------------------------------------
 

@@ -395,3 +395,25 @@ def test_bad_turn_options(options, message, tmp_path, data_path):
     args = ["build", data_path("chat", "lima.json"), "-o", str(tmp_path / "o"), *options]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code in (1, 2) and message in result.output
+
+
+def test_inspect_shows_the_turn_and_the_think_block(tmp_path, data_path, tokenizer_path):
+    from click.testing import CliRunner
+
+    from sftprep.cli import cli
+
+    conversations = reasoning_conversations(data_path, 2, inline=False, n=1)
+    path = tmp_path / "reasoning.jsonl"
+    path.write_text(json.dumps({"messages": list(conversations[0].messages)}) + "\n")
+    args = ["inspect", "--preview", str(path), "--tokenizer", tokenizer_path("qwen3"), "--width", "400"]
+    result = CliRunner().invoke(cli, [*args, "--train-reasoning", "no"])
+    assert result.exit_code == 0, result.output
+    (_, reasoning, answer), (_, _, answer2) = gsm8k(data_path, 2)
+    headers = [line for line in result.stdout.splitlines() if line.startswith("── row")]
+    assert [h.split(" · ")[-1].split(" ")[:2] for h in headers] == [["turn", "1"], ["turn", "3"]]
+    first_reasoning_line = reasoning.splitlines()[0]
+    assert f"⟪<think>↵\n          │ {first_reasoning_line}" in result.stdout  # not trained: outside [[ ]]
+    assert f"</think>⟫[[↵\n          │ ↵\n          │ {answer}<|im_end|>]]" in result.stdout
+    trained = CliRunner().invoke(cli, args)
+    assert f"[[⟪<think>↵\n          │ {first_reasoning_line}" in trained.stdout
+    assert f"{answer2}<|im_end|>]]" in trained.stdout
