@@ -266,6 +266,7 @@ class ChatEncoder:
         added = self.tok.get_added_tokens_decoder().values()
         controls = sorted({t.content for t in added if t.special}, key=len)
         self._markers = [c for c in reversed(controls) if c.strip()]  # longest first
+        self._prompt: str | bool | None = False  # see _generation_prompt; False: not probed yet
         self._controls = re.compile("|".join(map(re.escape, reversed(controls)))) if controls else None
 
     def encode(self, conversations: Sequence[Conversation]) -> ChatBatch:
@@ -558,7 +559,7 @@ class ChatEncoder:
         shorter: str | None = full
         try:
             if last:
-                longer = self._render(messages, tools, True)
+                longer = self._with_prompt(messages, tools, full)
             else:
                 shorter, longer = self._render(messages[: k + 1], tools, False), full
         except RowRejected:
@@ -571,7 +572,7 @@ class ChatEncoder:
         if need and not last and shorter is not None and end is not None:
             # The turn as the whole conversation shows it must be the turn as the model writes
             # it when it is the last one (Qwen3 adds a think block to that one only).
-            alone = _common_prefix(shorter, self._render(messages[: k + 1], tools, True))
+            alone = _common_prefix(shorter, self._with_prompt(messages[: k + 1], tools, shorter))
             if end < alone:
                 raise RowRejected(
                     "template_not_prefix_stable",
@@ -597,6 +598,37 @@ class ChatEncoder:
         if shorter is None or end is None:
             return None, True
         return end, end < len(shorter)
+
+    def _with_prompt(self, messages, tools, rendered: str) -> str:
+        """``render(messages, add_generation_prompt=True)``, given ``rendered`` without it.
+
+        Most templates write the generation prompt after everything else: then it is appended
+        instead of rendering again (one render less per turn). Templates that close a
+        conversation differently without it (phi-3's EOS) are rendered.
+        """
+        prompt = self._generation_prompt()
+        return rendered + prompt if prompt is not None else self._render(messages, tools, True)
+
+    def _generation_prompt(self) -> str | None:
+        """The text ``add_generation_prompt`` appends, when it is only appended (probed once)."""
+        if self._prompt is False:
+            probes = [
+                [{"role": "user", "content": "Hi"}],
+                [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+                [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"},
+                 {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}],
+            ]  # fmt: skip
+            found: set[str | None] = set()
+            for probe in probes:
+                try:
+                    plain, prompted = self._render(probe, None, False), self._render(probe, None, True)
+                except RowRejected:
+                    found.add(None)
+                    continue
+                found.add(prompted[len(plain) :] if prompted.startswith(plain) else None)
+            only = found.pop() if len(found) == 1 else None
+            self._prompt = only if only else None  # an empty prompt tells nothing: render
+        return self._prompt if isinstance(self._prompt, str) else None
 
     def _header(self, messages, k: int, tools, full: str) -> str:
         """The text before assistant turn k: the messages before it with the generation prompt."""
