@@ -9,8 +9,9 @@ Three layouts are read, told apart by the record's keys:
   ``human``/``gpt``/``system``/``function_call``/``observation``, and optional top-level ``system``;
 * ``alpaca`` with history: ``{"instruction", "input", "output", "history": [[user, assistant], ...]}``.
 
-``tools`` (a list, or a JSON string as in glaive) and a per-message ``weight``/``loss_weight``
-(0 = do not train this message) are read in every layout. Every key and role name can be remapped:
+``tools`` (a list, or a JSON string as in glaive), a per-message ``weight``/``loss_weight``
+(0 = do not train this message) and an assistant message's reasoning (``reasoning_content``, or
+``reasoning``/``thinking``; the message carries it as ``reasoning_content``) are read in every layout. Every key and role name can be remapped:
 ``field_map={"messages": "CONVERSATION"}``, ``role_map={"bot": "assistant"}``; mapping a field to
 ``""`` switches it off (``{"tools": ""}`` ignores the tools).
 
@@ -59,6 +60,8 @@ DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
     "system": ("system",),
     "tools": ("tools",),
     "weight": ("weight", "loss_weight"),
+    # An assistant message's reasoning (DeepSeek, Qwen); passed to templates as reasoning_content.
+    "reasoning": ("reasoning_content", "reasoning", "thinking"),
     "instruction": ("instruction",),
     "input": ("input",),
     "output": ("output",),
@@ -217,8 +220,11 @@ def _message(
         )
     content_key = _pick(turn, "content", field_map)
     weight_key = _pick(turn, "weight", field_map)
-    used = {role_key, content_key, weight_key}
+    reasoning_key = _pick(turn, "reasoning", field_map)
+    used = {role_key, content_key, weight_key, reasoning_key}
     extra = {k: v for k, v in turn.items() if k not in used and v is not None}
+    if reasoning_key is not None and turn[reasoning_key] is not None:
+        extra["reasoning_content"] = _text(turn[reasoning_key], f"{path}.{reasoning_key}", where)
     content = turn.get(content_key) if content_key else None
     if content is None and not (role == "assistant" and extra.get("tool_calls")):
         raise RecordError(

@@ -417,3 +417,21 @@ def test_inspect_shows_the_turn_and_the_think_block(tmp_path, data_path, tokeniz
     trained = CliRunner().invoke(cli, args)
     assert f"[[⟪<think>↵\n          │ {first_reasoning_line}" in trained.stdout
     assert f"{answer2}<|im_end|>]]" in trained.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "field_map"),
+    [("reasoning_content", None), ("thinking", None), ("reasoning", None), ("cot", {"reasoning": "cot"})],
+)
+def test_reasoning_fields_and_their_mapping(key, field_map, tokenizer, hf):
+    record = {
+        "messages": [
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4", key: "2+2 is 4."},
+        ]
+    }
+    conv = to_messages(record, "r.jsonl:1", field_map=field_map)
+    assert conv.messages[1] == {"role": "assistant", "content": "4", "reasoning_content": "2+2 is 4."}
+    info = tokenizer("qwen3")
+    batch = ChatEncoder(info, load_chat_template(None, info)).encode([conv])
+    assert trained_pieces(info, batch, 0) == ["<think>\n2+2 is 4.\n</think>\n\n4<|im_end|>"]
