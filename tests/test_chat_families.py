@@ -435,3 +435,32 @@ def test_reasoning_fields_and_their_mapping(key, field_map, tokenizer, hf):
     info = tokenizer("qwen3")
     batch = ChatEncoder(info, load_chat_template(None, info)).encode([conv])
     assert trained_pieces(info, batch, 0) == ["<think>\n2+2 is 4.\n</think>\n\n4<|im_end|>"]
+
+
+def test_conversation_mode_on_tool_calls_trains_each_turn_to_its_end_marker(tokenizer, hf, data_path):
+    """Qwen3, glaive, --turns conversation: the whole rendering; each assistant turn (tool calls
+    included) trained from its header to its <|im_end|>, tool responses never."""
+    info, hf_tok = tokenizer("qwen3"), hf("qwen3")
+    conversations = real_conversations(data_path, "glaive_toolcall_en_demo.json")
+    batch = ChatEncoder(info, load_chat_template(None, info), turns="conversation").encode(conversations)
+    assert len(batch) == len(conversations) and reasons(batch) == {}
+    for j, conv in enumerate(conversations):
+        messages = list(conv.messages)
+        text = hf_tok.apply_chat_template(messages, tools=conv.tools, tokenize=False)
+        ids = batch.ids[batch.offsets[j] : batch.offsets[j + 1]]
+        assert (
+            ids.tolist()
+            == hf_tok.apply_chat_template(messages, tools=conv.tools, return_dict=True)["input_ids"]
+        )
+        inside = np.zeros(len(text), dtype=bool)
+        for k, m in enumerate(messages):
+            if m["role"] == "assistant":
+                start = len(
+                    hf_tok.apply_chat_template(
+                        messages[:k], tools=conv.tools, tokenize=False, add_generation_prompt=True
+                    )
+                )
+                inside[start : text.index("<|im_end|>", start) + len("<|im_end|>")] = True
+        offsets = info.tokenizer.encode(text, add_special_tokens=False).offsets
+        expected = [bool(inside[a:b].all()) for a, b in offsets]
+        assert batch.trained[batch.offsets[j] : batch.offsets[j + 1]].tolist() == expected, j
