@@ -335,7 +335,8 @@ class ChatEncoder:
             trained, turns = self._flags(plan, tokens)
         except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None
-        ends = self._display_ends(conversation, plan) if plan.turn is not None else plan.ends
+        known = plan.turn is None and None not in plan.ends[:-1]
+        ends = plan.ends if known else self._display_ends(conversation, plan)
         bounds = [0, *(e if e is None else tokens.snap(e) for e in ends[:-1]), len(plan.text)]
         ranges = iter(turns)
         out = []
@@ -350,9 +351,9 @@ class ChatEncoder:
         return ChatLayout(plan.text, ids, tokens.offsets, trained, out, plan.turn, reasoning)
 
     def _display_ends(self, conversation: Conversation, plan: _Plan) -> list[int | None]:
-        """Where each message of a ``--turns each`` row ends, for display only (the roles inspect
-        shows): the render that stops after it agrees with the row up to there, and its answer
-        and end marker, if the template rewrote it, follow."""
+        """Where each message of a row that is not prefix-stable ends, for display only (the roles
+        inspect shows): the render that stops after it agrees with the row up to there, and its
+        answer and end marker, if the template rewrote it, follow."""
         messages, tools, text = list(conversation.messages), conversation.tools, plan.text
         ends: list[int | None] = []
         at = 0
