@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sftprep.chat_formats import Conversation
 from sftprep.chat_reasoning import answer_of, reasoning_of, think_span
+from sftprep.chat_spans import ChatBatch, ChatLayout, ChatTurn, Plan, TokenSpans, chat_batch, common_prefix
 from sftprep.chat_template import (
     TOKENIZER_TEMPLATE,
     ChatTemplate,
@@ -46,7 +46,6 @@ from sftprep.chat_template import (
 from sftprep.encode import (
     TRUNCATE_DROP,
     TRUNCATE_TARGET,
-    EncodedBatch,
     EncodeOptions,
     RowDropped,
     RowRejected,
@@ -60,6 +59,7 @@ __all__ = [
     "TOKENIZER_TEMPLATE",
     "TRAIN_ON",
     "TURNS",
+    "ChatBatch",
     "ChatEncoder",
     "ChatLayout",
     "ChatTemplate",
@@ -103,107 +103,6 @@ REASONS = (
     "no_trained_token",  # nothing left to train in the row
     "too_many_turn_rows",  # --turns each would write more rows than max_rows_per_conversation
 )
-
-
-# --- spans -------------------------------------------------------------------------------------
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix, by bisection on C-level slice compares."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-@dataclass
-class _Plan:
-    """Where each message of a conversation sits in its rendered text (characters)."""
-
-    text: str
-    trained: list[bool]  # per message
-    ends: list[int | None]  # end of each message's text in ``text`` (None: unknown)
-    soft: list[bool]  # the end is a common-prefix estimate: snap it to a token start
-    spans: dict[int, tuple[int, int, int]]  # assistant message -> (start, end, end of its content)
-    generation: list[tuple[int, int]] | None = None  # {% generation %} spans, when checked
-    turn: int | None = None  # the one trained message of a ``--turns each`` row
-    reasoning_dropped: int = 0  # trained turns whose reasoning the render does not show
-    empty_reasoning: int = 0  # trained turns rendered with an empty think block
-
-
-@dataclass
-class ChatTurn:
-    """One message of a :class:`ChatLayout`.
-
-    Attributes:
-        index / role: the message's position and role.
-        chars: its part of the rendered text (header, content, end marker), or None if unknown.
-        trained: the token range ``[start, stop)`` trained for it, or None.
-    """
-
-    index: int
-    role: str
-    chars: tuple[int, int] | None
-    trained: tuple[int, int] | None
-
-
-@dataclass
-class ChatLayout:
-    """A conversation as rendered and tokenized, before truncation: what ``inspect`` shows."""
-
-    text: str
-    ids: np.ndarray
-    offsets: np.ndarray  # (n, 2) character offsets of each token
-    trained: np.ndarray  # bool per token (a row's first token is never trained by labels.py)
-    turns: list[ChatTurn] = field(default_factory=list)
-    turn: int | None = None  # the trained message of a ``--turns each`` row
-    reasoning: list[tuple[int, int]] = field(default_factory=list)  # think blocks of trained turns (tokens)
-
-
-class _Tokens:
-    """Token offsets of one text, and how character spans become token ranges."""
-
-    def __init__(self, text: str, offsets: Sequence[tuple[int, int]]):
-        self.text = text
-        self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-        self.starts = self.offsets[:, 0]
-        self.ends = self.offsets[:, 1]
-
-    def snap(self, pos: int) -> int:
-        """``pos`` moved back to the start of the token that straddles it, if any."""
-        t = int(np.searchsorted(self.ends, pos, side="right"))
-        return int(self.starts[t]) if t < len(self.starts) and self.starts[t] < pos else pos
-
-    def range(self, start: int, end: int, what: str) -> tuple[int, int]:
-        """Tokens ``[t0, t1)`` that cover the characters ``[start, end)``.
-
-        A token that crosses an edge only by whitespace goes with its other characters;
-        any other crossing is a ``span_token_merge``.
-        """
-        t0 = int(np.searchsorted(self.ends, start, side="right"))  # first token ending after start
-        if t0 < len(self.starts) and self.starts[t0] < start:
-            if self.text[start : min(int(self.ends[t0]), end)].strip():
-                raise RowRejected("span_token_merge", self._merge(t0, start, what))
-            t0 += 1  # e.g. phi-3's <|assistant|> took the content's leading spaces
-        t1 = int(np.searchsorted(self.starts, end, side="left"))  # tokens starting before end
-        if t1 > 0 and self.ends[t1 - 1] > end and self.text[end : int(self.ends[t1 - 1])].strip():
-            raise RowRejected("span_token_merge", self._merge(t1 - 1, end, what))
-        return t0, max(t0, t1)
-
-    def _merge(self, t: int, edge: int, what: str) -> str:
-        a, b = int(self.starts[t]), int(self.ends[t])
-        return (
-            f"{what}: token {t} ({self.text[a:b]!r}) crosses the edge of the trained text at "
-            f"{self.text[max(0, edge - 20) : edge]!r}|{self.text[edge : edge + 20]!r}; the tokenizer "
-            "merges the template's text with the message's"
-        )
 
 
 # --- the encoder -------------------------------------------------------------------------------
@@ -278,9 +177,9 @@ class ChatEncoder:
         encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
         counts = dict.fromkeys(COUNTS, 0)
 
-        def one_row(planned: tuple[_Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool, _Plan]:
+        def one_row(planned: tuple[Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool, Plan]:
             plan, enc = planned
-            tokens = _Tokens(plan.text, enc.offsets)
+            tokens = TokenSpans(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
             ids, trained, cut = self._truncate(np.asarray(enc.ids, dtype=np.int32), trained, turns, counts)
             if not trained[1:].any():
@@ -302,7 +201,7 @@ class ChatEncoder:
                 counts["turn_rows"] += 1
                 counts["turn_tokens"] += len(ids)
         counts["conversations_by_turn"] = len({i for i, *_, plan in rows if plan.turn is not None})
-        return _batch(rows, rejected, dropped, counts)
+        return chat_batch(rows, rejected, dropped, counts)
 
     def layouts(self, conversation: Conversation, where: str = "") -> list[ChatLayout]:
         """The rows :meth:`encode` makes of one conversation, for display (no truncation).
@@ -328,10 +227,10 @@ class ChatEncoder:
             raise RecordError(where, exc.reason, str(exc)) from None
         return self._layout(conversation, plan, where)
 
-    def _layout(self, conversation: Conversation, plan: _Plan, where: str) -> ChatLayout:
+    def _layout(self, conversation: Conversation, plan: Plan, where: str) -> ChatLayout:
         try:
             enc = self.tok.encode(plan.text, add_special_tokens=False)
-            tokens = _Tokens(plan.text, enc.offsets)
+            tokens = TokenSpans(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
         except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None
@@ -350,7 +249,7 @@ class ChatEncoder:
         ]
         return ChatLayout(plan.text, ids, tokens.offsets, trained, out, plan.turn, reasoning)
 
-    def _display_ends(self, conversation: Conversation, plan: _Plan) -> list[int | None]:
+    def _display_ends(self, conversation: Conversation, plan: Plan) -> list[int | None]:
         """Where each message of a row that is not prefix-stable ends, for display only (the roles
         inspect shows): the render that stops after it agrees with the row up to there, and its
         answer and end marker, if the template rewrote it, follow."""
@@ -359,7 +258,7 @@ class ChatEncoder:
         at = 0
         for j in range(len(plan.trained) - 1):
             try:
-                end = _common_prefix(self._render(messages[: j + 1], tools, False), text)
+                end = common_prefix(self._render(messages[: j + 1], tools, False), text)
             except RowRejected:
                 return [*ends, *plan.ends[len(ends) :]]
             core = answer_of(messages[j])
@@ -386,7 +285,7 @@ class ChatEncoder:
                 "template_error", f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from None
 
-    def _plans(self, conversation: Conversation) -> list[_Plan]:
+    def _plans(self, conversation: Conversation) -> list[Plan]:
         """The rows of one conversation: one, or one per trained turn (see ``TURNS``)."""
         if self.turns == "each":
             plans = self._each(conversation)
@@ -409,7 +308,7 @@ class ChatEncoder:
             )
         return plans
 
-    def _each(self, conversation: Conversation) -> list[_Plan]:
+    def _each(self, conversation: Conversation) -> list[Plan]:
         """One row per trained assistant turn k: ``messages[:k+1]`` rendered, only turn k trained."""
         if self.train_on == "all":
             raise RowRejected(
@@ -434,10 +333,10 @@ class ChatEncoder:
             span = self._assistant_span(part, k, tools, full, end)
             only = [j == k for j in range(k + 1)]
             ends: list[int | None] = [None] * k
-            plans.append(_Plan(full, only, [*ends, end], [False] * k + [soft], {k: span}, turn=k))
+            plans.append(Plan(full, only, [*ends, end], [False] * k + [soft], {k: span}, turn=k))
         return plans
 
-    def _as_rendered(self, conversation: Conversation) -> _Plan:
+    def _as_rendered(self, conversation: Conversation) -> Plan:
         """One row for a template that is not prefix-stable: each assistant turn as the whole
         render shows it (earlier turns without their reasoning).
 
@@ -468,9 +367,9 @@ class ChatEncoder:
                 )
             ends[k] = close + len(eos or "")
             spans[k] = (len(header), close + len(eos or ""), found + len(core))
-        return _Plan(full, trained, ends, [False] * len(messages), spans)
+        return Plan(full, trained, ends, [False] * len(messages), spans)
 
-    def _plan(self, conversation: Conversation) -> _Plan:
+    def _plan(self, conversation: Conversation) -> Plan:
         messages = list(conversation.messages)
         if not messages:
             raise RowRejected("empty_conversation", "the conversation has no message")
@@ -491,7 +390,7 @@ class ChatEncoder:
             raise RowRejected(
                 "span_not_found", "cannot tell where each message ends: a prefix does not render"
             )
-        plan = _Plan(full, trained, ends, soft, spans)
+        plan = Plan(full, trained, ends, soft, spans)
         if self.check_generation:
             text, plan.generation = self.template.generation_spans(messages, tools, self.variables)
             if text != full:  # only a template that reads the clock can do this
@@ -569,11 +468,11 @@ class ChatEncoder:
             # Some templates refuse some prefixes (one with no user message); after the last
             # message, without a generation prompt to compare with, the closing stays with it.
             shorter, longer = (full, full) if last else (None, full)
-        end = None if shorter is None else _common_prefix(shorter, longer)
+        end = None if shorter is None else common_prefix(shorter, longer)
         if need and not last and shorter is not None and end is not None:
             # The turn as the whole conversation shows it must be the turn as the model writes
             # it when it is the last one (Qwen3 adds a think block to that one only).
-            alone = _common_prefix(shorter, self._with_prompt(messages[: k + 1], tools, shorter))
+            alone = common_prefix(shorter, self._with_prompt(messages[: k + 1], tools, shorter))
             if end < alone:
                 raise RowRejected(
                     "template_not_prefix_stable",
@@ -635,7 +534,7 @@ class ChatEncoder:
         """The text before assistant turn k: the messages before it with the generation prompt."""
         header = self._render(messages[:k], tools, True)
         if not full.startswith(header):
-            at = _common_prefix(header, full)
+            at = common_prefix(header, full)
             raise RowRejected(
                 "template_not_prefix_stable",
                 f"message {k} (assistant): the conversation before it with the generation prompt renders "
@@ -658,7 +557,7 @@ class ChatEncoder:
 
     # -- tokens -----------------------------------------------------------------------------------
 
-    def _flags(self, plan: _Plan, tokens: _Tokens) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    def _flags(self, plan: Plan, tokens: TokenSpans) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Per-token trained flags, and the token range of each trained message."""
         trained = np.zeros(len(tokens.starts), dtype=bool)
         turns = []
@@ -677,7 +576,7 @@ class ChatEncoder:
             self._check_generation(plan, tokens, trained)
         return trained, turns
 
-    def _think_tokens(self, plan: _Plan, tokens: _Tokens, k: int) -> tuple[int, int] | None:
+    def _think_tokens(self, plan: Plan, tokens: TokenSpans, k: int) -> tuple[int, int] | None:
         """Tokens ``[a, b)`` wholly inside the think block of assistant turn k, markers included."""
         start, end, _ = plan.spans[k]
         found = think_span(plan.text, start, end)
@@ -687,7 +586,7 @@ class ChatEncoder:
         b = int(np.searchsorted(tokens.ends, found[1], side="right"))
         return (a, b) if b > a else None
 
-    def _trained_chars(self, plan: _Plan, tokens: _Tokens) -> list[tuple[int, tuple[int, int]]]:
+    def _trained_chars(self, plan: Plan, tokens: TokenSpans) -> list[tuple[int, tuple[int, int]]]:
         if self.train_on != "all":
             return [(k, self._span_chars(plan, tokens, k)) for k, on in enumerate(plan.trained) if on]
         known = [e for e in plan.ends[:-1] if e is not None]
@@ -697,7 +596,7 @@ class ChatEncoder:
         bounds.append(len(plan.text))
         return [(k, (bounds[k], bounds[k + 1])) for k, on in enumerate(plan.trained) if on]
 
-    def _span_chars(self, plan: _Plan, tokens: _Tokens, k: int) -> tuple[int, int]:
+    def _span_chars(self, plan: Plan, tokens: TokenSpans, k: int) -> tuple[int, int]:
         """An assistant message's trained characters.
 
         Whitespace after its end marker is not trained, nor what the template writes after the
@@ -711,7 +610,7 @@ class ChatEncoder:
         trimmed = start + len(plan.text[start:end].rstrip())
         return start, max(trimmed, content_end)
 
-    def _check_generation(self, plan: _Plan, tokens: _Tokens, trained: np.ndarray) -> None:
+    def _check_generation(self, plan: Plan, tokens: TokenSpans, trained: np.ndarray) -> None:
         """Our assistant mask must equal transformers' mask from the {% generation %} blocks."""
         ours = np.zeros_like(trained)
         for k in plan.spans:
@@ -760,37 +659,3 @@ class ChatEncoder:
                 "turn fits, and a turn is never trained in part (raise --max-length)",
             )
         return "no_trained_token", "no token is trained (the only trained text is the row's first token)"
-
-
-@dataclass
-class ChatBatch(EncodedBatch):
-    """An :class:`~sftprep.encode.EncodedBatch` whose rows also name their turn.
-
-    ``turns[i]`` is the trained message of a ``--turns each`` row, -1 for a row that is a whole
-    conversation.
-    """
-
-    turns: np.ndarray | None = None
-
-
-def _batch(rows, rejected, dropped, counts) -> ChatBatch:
-    lengths = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows))
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    empty_ids, empty_flags = np.zeros(0, np.int32), np.zeros(0, bool)
-    trained = np.concatenate([r[2] for r in rows]) if rows else empty_flags
-    # prompt_lens: leading untrained tokens per row (labels.py reads ``trained`` instead).
-    firsts = [int(np.argmax(r[2])) if r[2].any() else len(r[2]) for r in rows]
-    return ChatBatch(
-        turns=np.asarray([-1 if r[4].turn is None else r[4].turn for r in rows], dtype=np.int32),
-        ids=np.concatenate([r[1] for r in rows]) if rows else empty_ids,
-        offsets=offsets,
-        prompt_lens=np.asarray(firsts, dtype=np.int64),
-        index=np.asarray([r[0] for r in rows], dtype=np.int64),
-        truncated=np.asarray([r[3] for r in rows], dtype=bool),
-        boundary_adjusted=np.zeros(len(rows), dtype=bool),
-        rejected=rejected,
-        trained=trained,
-        dropped=dropped,
-        counts=counts,
-    )
