@@ -373,6 +373,9 @@ def test_build_writes_turn_rows_with_their_turn_and_counts(tmp_path, data_path, 
     assert keys == sorted(keys) and len(set(ds["source_line"])) == 300
     assert sum(t is not None for t in ds["turn"]) == counts["turn_rows"]
 
+    stats = CliRunner().invoke(cli, ["inspect", str(out), "--stats", "--width", "200"])
+    assert f"261 conversations one row per turn: {counts['turn_rows']:,} rows" in stats.stdout
+
     packed = tmp_path / "packed"
     args += ["--pack", "--max-length", "16384", "-o", str(packed)]
     assert CliRunner().invoke(cli, args).exit_code == 0
