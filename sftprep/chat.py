@@ -166,6 +166,9 @@ class ChatEncoder:
         controls = sorted({t.content for t in added if t.special}, key=len)
         self._markers = [c for c in reversed(controls) if c.strip()]  # longest first
         self._prompt: str | bool | None = False  # see _generation_prompt; False: not probed yet
+        # (renders by (prefix length, generation prompt), the messages, the tools) while a
+        # conversation is planned; see _render
+        self._memo: tuple[dict[tuple[int, bool], str], Sequence[dict[str, Any]], Any] | None = None
         self._controls = re.compile("|".join(map(re.escape, reversed(controls)))) if controls else None
 
     def encode(self, conversations: Sequence[Conversation]) -> ChatBatch:
@@ -276,8 +279,21 @@ class ChatEncoder:
     # -- rendering and locating -------------------------------------------------------------------
 
     def _render(self, messages: Sequence[dict[str, Any]], tools, generation_prompt: bool) -> str:
+        # The renders of one conversation's prefixes are kept while it is planned: auto's
+        # per-turn rows need the very renders its one-row attempt made.
+        memo: dict[tuple[int, bool], str] | None = None
+        if self._memo is not None and tools is self._memo[2]:
+            whole = self._memo[1]
+            if len(messages) <= len(whole) and all(a is b for a, b in zip(messages, whole, strict=False)):
+                memo = self._memo[0]
+        key = (len(messages), generation_prompt)
+        if memo is not None and key in memo:
+            return memo[key]
         try:
-            return self.template.render(messages, tools, generation_prompt, self.variables)
+            text = self.template.render(messages, tools, generation_prompt, self.variables)
+            if memo is not None:
+                memo[key] = text
+            return text
         except TemplateError:
             raise
         except Exception as exc:  # raise_exception, undefined values, type errors: this data
@@ -287,6 +303,13 @@ class ChatEncoder:
 
     def _plans(self, conversation: Conversation) -> list[Plan]:
         """The rows of one conversation: one, or one per trained turn (see ``TURNS``)."""
+        self._memo = ({}, conversation.messages, conversation.tools)
+        try:
+            return self._plans_of(conversation)
+        finally:
+            self._memo = None
+
+    def _plans_of(self, conversation: Conversation) -> list[Plan]:
         if self.turns == "each":
             plans = self._each(conversation)
         else:
