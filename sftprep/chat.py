@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sftprep.chat_formats import Conversation
+from sftprep.chat_reasoning import answer_of, reasoning_of, think_span
+from sftprep.chat_spans import ChatBatch, ChatLayout, ChatTurn, Plan, TokenSpans, chat_batch, common_prefix
 from sftprep.chat_template import (
     TOKENIZER_TEMPLATE,
     ChatTemplate,
@@ -45,7 +46,6 @@ from sftprep.chat_template import (
 from sftprep.encode import (
     TRUNCATE_DROP,
     TRUNCATE_TARGET,
-    EncodedBatch,
     EncodeOptions,
     RowDropped,
     RowRejected,
@@ -58,6 +58,8 @@ __all__ = [
     "REASONS",
     "TOKENIZER_TEMPLATE",
     "TRAIN_ON",
+    "TURNS",
+    "ChatBatch",
     "ChatEncoder",
     "ChatLayout",
     "ChatTemplate",
@@ -68,11 +70,28 @@ __all__ = [
 ]
 
 TRAIN_ON = ("assistant", "last", "all")
+# How conversations become rows: ``conversation`` (one row, every turn as the whole render shows
+# it), ``each`` (one row per trained turn, rendered as when it is the last), ``auto`` (one row
+# where the template is prefix-stable for the conversation, ``each`` where it is not).
+TURNS = ("auto", "conversation", "each")
+# What encode() counts (the manifest and summary report these).
+COUNTS = (
+    "truncated",
+    "boundary_adjusted",
+    "turns_dropped",
+    "turn_rows",  # rows written one per trained turn (--turns each, or auto's fallback)
+    "turn_tokens",  # tokens in those rows
+    "conversations_by_turn",  # conversations written as one row per turn
+    "reasoning_dropped",  # trained turns whose reasoning the rendered row does not show
+    "empty_reasoning",  # trained turns rendered with an empty think block
+)
+# What a conversation that is not prefix-stable raises on the one-row path.
+_UNSTABLE = ("template_not_prefix_stable", "span_not_found")
 
 # Reason codes of rows rejected here (chat_formats.REASONS has those of bad records).
 REASONS = (
     "template_error",  # the template raised (raise_exception, an undefined value, ...)
-    "control_token_in_text",  # message text contains a special token string such as </s>
+    "control_token_in_text",  # message text contains a special token's string, such as <|im_end|>
     "tools_not_rendered",  # the conversation has tools but the template never reads them
     "message_not_rendered",  # a message's text does not appear in the rendered conversation
     "template_not_prefix_stable",  # the template rewrites earlier turns when later ones follow
@@ -82,103 +101,8 @@ REASONS = (
     "generation_mask_mismatch",  # our mask differs from the {% generation %} tags' mask
     "turn_truncated",  # no whole trained turn fits in max_length
     "no_trained_token",  # nothing left to train in the row
+    "too_many_turn_rows",  # --turns each would write more rows than max_rows_per_conversation
 )
-
-
-# --- spans -------------------------------------------------------------------------------------
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix, by bisection on C-level slice compares."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-@dataclass
-class _Plan:
-    """Where each message of a conversation sits in its rendered text (characters)."""
-
-    text: str
-    trained: list[bool]  # per message
-    ends: list[int | None]  # end of each message's text in ``text`` (None: unknown)
-    soft: list[bool]  # the end is a common-prefix estimate: snap it to a token start
-    spans: dict[int, tuple[int, int, int]]  # assistant message -> (start, end, end of its content)
-    generation: list[tuple[int, int]] | None = None  # {% generation %} spans, when checked
-
-
-@dataclass
-class ChatTurn:
-    """One message of a :class:`ChatLayout`.
-
-    Attributes:
-        index / role: the message's position and role.
-        chars: its part of the rendered text (header, content, end marker), or None if unknown.
-        trained: the token range ``[start, stop)`` trained for it, or None.
-    """
-
-    index: int
-    role: str
-    chars: tuple[int, int] | None
-    trained: tuple[int, int] | None
-
-
-@dataclass
-class ChatLayout:
-    """A conversation as rendered and tokenized, before truncation: what ``inspect`` shows."""
-
-    text: str
-    ids: np.ndarray
-    offsets: np.ndarray  # (n, 2) character offsets of each token
-    trained: np.ndarray  # bool per token (a row's first token is never trained by labels.py)
-    turns: list[ChatTurn] = field(default_factory=list)
-
-
-class _Tokens:
-    """Token offsets of one text, and how character spans become token ranges."""
-
-    def __init__(self, text: str, offsets: Sequence[tuple[int, int]]):
-        self.text = text
-        self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-        self.starts = self.offsets[:, 0]
-        self.ends = self.offsets[:, 1]
-
-    def snap(self, pos: int) -> int:
-        """``pos`` moved back to the start of the token that straddles it, if any."""
-        t = int(np.searchsorted(self.ends, pos, side="right"))
-        return int(self.starts[t]) if t < len(self.starts) and self.starts[t] < pos else pos
-
-    def range(self, start: int, end: int, what: str) -> tuple[int, int]:
-        """Tokens ``[t0, t1)`` that cover the characters ``[start, end)``.
-
-        A token that crosses an edge only by whitespace goes with its other characters;
-        any other crossing is a ``span_token_merge``.
-        """
-        t0 = int(np.searchsorted(self.ends, start, side="right"))  # first token ending after start
-        if t0 < len(self.starts) and self.starts[t0] < start:
-            if self.text[start : min(int(self.ends[t0]), end)].strip():
-                raise RowRejected("span_token_merge", self._merge(t0, start, what))
-            t0 += 1  # e.g. phi-3's <|assistant|> took the content's leading spaces
-        t1 = int(np.searchsorted(self.starts, end, side="left"))  # tokens starting before end
-        if t1 > 0 and self.ends[t1 - 1] > end and self.text[end : int(self.ends[t1 - 1])].strip():
-            raise RowRejected("span_token_merge", self._merge(t1 - 1, end, what))
-        return t0, max(t0, t1)
-
-    def _merge(self, t: int, edge: int, what: str) -> str:
-        a, b = int(self.starts[t]), int(self.ends[t])
-        return (
-            f"{what}: token {t} ({self.text[a:b]!r}) crosses the edge of the trained text at "
-            f"{self.text[max(0, edge - 20) : edge]!r}|{self.text[edge : edge + 20]!r}; the tokenizer "
-            "merges the template's text with the message's"
-        )
 
 
 # --- the encoder -------------------------------------------------------------------------------
@@ -197,6 +121,13 @@ class ChatEncoder:
         train_on: ``assistant`` (every assistant message), ``last`` (the last assistant
             message) or ``all`` (every token). A message whose data says weight 0 is never trained.
         check_generation: compare with the ``{% generation %}`` mask where the template has tags.
+        turns: one of ``TURNS``: how a conversation becomes rows (module docstring of
+            :mod:`sftprep.chat_reasoning` says why templates differ).
+        train_reasoning: train the think block of a trained turn (``False``: only its answer
+            and end marker; the think block stays in the row as context).
+        max_rows_per_conversation: reject a conversation (``too_many_turn_rows``) that ``each``
+            would turn into more rows than this; None for no limit. Each row repeats the
+            conversation before its turn, so the tokens written grow with the square of its length.
     """
 
     def __init__(
@@ -206,9 +137,21 @@ class ChatEncoder:
         options: EncodeOptions | None = None,
         train_on: str = "assistant",
         check_generation: bool = True,
+        turns: str = "auto",
+        train_reasoning: bool = True,
+        max_rows_per_conversation: int | None = None,
     ):
         if train_on not in TRAIN_ON:
             raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, got '{train_on}'")
+        if turns not in TURNS:
+            raise ConfigError(f"turns must be one of {', '.join(TURNS)}, got '{turns}'")
+        if turns == "each" and train_on == "all":
+            raise ConfigError(
+                "turns=each trains one assistant turn per row; it does not go with train_on=all"
+            )
+        self.turns = turns
+        self.train_reasoning = train_reasoning
+        self.max_rows = max_rows_per_conversation
         self.info = info
         self.template = template
         self.options = options or EncodeOptions()
@@ -217,60 +160,140 @@ class ChatEncoder:
         self.variables = special_tokens(info)
         self.tok = info.tokenizer
         self.bos = info.bos_id
-        controls = sorted({t.content for t in self.tok.get_added_tokens_decoder().values()}, key=len)
+        # Only tokens marked special are control tokens. Added tokens with special: false (Qwen3's
+        # <think> and <tool_call>, whitespace runs, phi-3's </s>) are text the tokenizer maps to one id.
+        added = self.tok.get_added_tokens_decoder().values()
+        controls = sorted({t.content for t in added if t.special}, key=len)
+        self._markers = [c for c in reversed(controls) if c.strip()]  # longest first
+        self._prompt: str | bool | None = False  # see _generation_prompt; False: not probed yet
+        # (renders by (prefix length, generation prompt), the messages, the tools) while a
+        # conversation is planned; see _render
+        self._memo: tuple[dict[tuple[int, bool], str], Sequence[dict[str, Any]], Any] | None = None
         self._controls = re.compile("|".join(map(re.escape, reversed(controls)))) if controls else None
 
-    def encode(self, conversations: Sequence[Conversation]) -> EncodedBatch:
+    def encode(self, conversations: Sequence[Conversation]) -> ChatBatch:
         """Encode a batch; problems with one conversation become ``rejected``/``dropped`` entries."""
         rejected: list[tuple[int, str, str]] = []
         dropped: list[int] = []
-        plans = encode_rows(enumerate(conversations), self._plan, rejected, dropped)
+        planned = encode_rows(enumerate(conversations), self._plans, rejected, dropped)
+        plans = [(i, plan) for i, several in planned for plan in several]  # conversation, then turn order
         encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
-        counts = {"truncated": 0, "boundary_adjusted": 0, "turns_dropped": 0}
+        counts = dict.fromkeys(COUNTS, 0)
 
-        def one_row(planned: tuple[_Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
+        def one_row(planned: tuple[Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool, Plan]:
             plan, enc = planned
-            tokens = _Tokens(plan.text, enc.offsets)
+            tokens = TokenSpans(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
             ids, trained, cut = self._truncate(np.asarray(enc.ids, dtype=np.int32), trained, turns, counts)
             if not trained[1:].any():
                 raise RowRejected(*self._nothing_trained(cut, len(enc.ids)))
-            return ids, trained, cut
+            return ids, trained, cut, plan
 
         pairs = ((i, (plan, enc)) for (i, plan), enc in zip(plans, encodings, strict=True))
         kept = encode_rows(pairs, one_row, rejected, dropped)
-        rows = [(i, ids, trained, cut) for i, (ids, trained, cut) in kept]
-        counts["truncated"] += sum(cut for _, _, _, cut in rows)
-        rejected.sort()
-        return _batch(rows, rejected, dropped, counts)
+        # A conversation is written whole or not at all: one rejected turn row rejects it.
+        rejected = sorted({i: (i, r, m) for i, r, m in reversed(rejected)}.values())
+        dropped = sorted(set(dropped) - {i for i, _, _ in rejected})
+        lost = {i for i, _, _ in rejected} | set(dropped)
+        rows = [(i, *row) for i, row in kept if i not in lost]
+        for _, ids, _, cut, plan in rows:
+            counts["truncated"] += cut
+            counts["reasoning_dropped"] += plan.reasoning_dropped
+            counts["empty_reasoning"] += plan.empty_reasoning
+            if plan.turn is not None:
+                counts["turn_rows"] += 1
+                counts["turn_tokens"] += len(ids)
+        counts["conversations_by_turn"] = len({i for i, *_, plan in rows if plan.turn is not None})
+        return chat_batch(rows, rejected, dropped, counts)
 
-    def layout(self, conversation: Conversation, where: str = "") -> ChatLayout:
-        """Render, tokenize and mask one conversation, for display (no truncation).
+    def layouts(self, conversation: Conversation, where: str = "") -> list[ChatLayout]:
+        """The rows :meth:`encode` makes of one conversation, for display (no truncation).
 
         Raises:
             RecordError: the conversation would be rejected (same reasons as :meth:`encode`).
         """
         try:
-            plan = self._plan(conversation)
+            plans = self._plans(conversation)
+        except RowRejected as exc:
+            raise RecordError(where, exc.reason, str(exc)) from None
+        return [self._layout(conversation, plan, where) for plan in plans]
+
+    def layout(self, conversation: Conversation, where: str = "") -> ChatLayout:
+        """Render, tokenize and mask one conversation as one row, for display (no truncation).
+
+        Raises:
+            RecordError: the conversation would be rejected (same reasons as :meth:`encode`).
+        """
+        try:
+            plan = self._plans(conversation)[0] if self.turns != "each" else self._plan(conversation)
+        except RowRejected as exc:
+            raise RecordError(where, exc.reason, str(exc)) from None
+        return self._layout(conversation, plan, where)
+
+    def _layout(self, conversation: Conversation, plan: Plan, where: str) -> ChatLayout:
+        try:
             enc = self.tok.encode(plan.text, add_special_tokens=False)
-            tokens = _Tokens(plan.text, enc.offsets)
+            tokens = TokenSpans(plan.text, enc.offsets)
             trained, turns = self._flags(plan, tokens)
         except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None
-        bounds = [0, *(e if e is None else tokens.snap(e) for e in plan.ends[:-1]), len(plan.text)]
+        known = plan.turn is None and None not in plan.ends[:-1]
+        ends = plan.ends if known else self._display_ends(conversation, plan)
+        bounds = [0, *(e if e is None else tokens.snap(e) for e in ends[:-1]), len(plan.text)]
         ranges = iter(turns)
         out = []
-        for k, message in enumerate(conversation.messages):
+        for k, message in enumerate(conversation.messages[: len(plan.trained)]):
             a, b = bounds[k], bounds[k + 1]
             chars = None if a is None or b is None else (a, b)
             out.append(ChatTurn(k, message["role"], chars, next(ranges, None) if plan.trained[k] else None))
-        return ChatLayout(plan.text, np.asarray(enc.ids, dtype=np.int32), tokens.offsets, trained, out)
+        ids = np.asarray(enc.ids, dtype=np.int32)
+        reasoning = [
+            r for k in plan.spans if plan.trained[k] for r in [self._think_tokens(plan, tokens, k)] if r
+        ]
+        return ChatLayout(plan.text, ids, tokens.offsets, trained, out, plan.turn, reasoning)
+
+    def _display_ends(self, conversation: Conversation, plan: Plan) -> list[int | None]:
+        """Where each message of a row that is not prefix-stable ends, for display only (the roles
+        inspect shows): the render that stops after it agrees with the row up to there, and its
+        answer and end marker, if the template rewrote it, follow."""
+        messages, tools, text = list(conversation.messages), conversation.tools, plan.text
+        ends: list[int | None] = []
+        at = 0
+        for j in range(len(plan.trained) - 1):
+            try:
+                end = common_prefix(self._render(messages[: j + 1], tools, False), text)
+            except RowRejected:
+                return [*ends, *plan.ends[len(ends) :]]
+            core = answer_of(messages[j])
+            found = text.find(core, at) if core else -1
+            if found >= 0 and found + len(core) > end:
+                end = found + len(core)
+            if messages[j]["role"] == "assistant" and not text[:end].rstrip().endswith(tuple(self._markers)):
+                # a turn the template rewrote (tool calls after a dropped think block): to its marker
+                marks = [(i, m) for m in self._markers for i in [text.find(m, end)] if i >= 0]
+                end = min(marks)[0] + len(min(marks)[1]) if marks else end
+            ends.append(end)
+            at = end
+        return [*ends, plan.ends[-1]]
 
     # -- rendering and locating -------------------------------------------------------------------
 
     def _render(self, messages: Sequence[dict[str, Any]], tools, generation_prompt: bool) -> str:
+        # The renders of one conversation's prefixes are kept while it is planned: auto's
+        # per-turn rows need the very renders its one-row attempt made.
+        memo: dict[tuple[int, bool], str] | None = None
+        if self._memo is not None and tools is self._memo[2]:
+            whole = self._memo[1]
+            if len(messages) <= len(whole) and all(a is b for a, b in zip(messages, whole, strict=False)):
+                memo = self._memo[0]
+        key = (len(messages), generation_prompt)
+        if memo is not None and key in memo:
+            return memo[key]
         try:
-            return self.template.render(messages, tools, generation_prompt, self.variables)
+            text = self.template.render(messages, tools, generation_prompt, self.variables)
+            if memo is not None:
+                memo[key] = text
+            return text
         except TemplateError:
             raise
         except Exception as exc:  # raise_exception, undefined values, type errors: this data
@@ -278,7 +301,98 @@ class ChatEncoder:
                 "template_error", f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from None
 
-    def _plan(self, conversation: Conversation) -> _Plan:
+    def _plans(self, conversation: Conversation) -> list[Plan]:
+        """The rows of one conversation: one, or one per trained turn (see ``TURNS``)."""
+        self._memo = ({}, conversation.messages, conversation.tools)
+        try:
+            return self._plans_of(conversation)
+        finally:
+            self._memo = None
+
+    def _plans_of(self, conversation: Conversation) -> list[Plan]:
+        if self.turns == "each":
+            plans = self._each(conversation)
+        else:
+            try:
+                plans = [self._plan(conversation)]
+            except RowRejected as exc:
+                if exc.reason not in _UNSTABLE or self.train_on == "all":
+                    raise
+                if self.turns == "conversation":
+                    plans = [self._as_rendered(conversation)]
+                else:
+                    plans = self._each(conversation)
+        for plan in plans:  # reasoning in the data that the row does not show
+            plan.reasoning_dropped = sum(
+                bool(r) and r not in plan.text[s:e]
+                for k, (s, e, _) in plan.spans.items()
+                if plan.trained[k]
+                for r in [reasoning_of(conversation.messages[k])]
+            )
+        return plans
+
+    def _each(self, conversation: Conversation) -> list[Plan]:
+        """One row per trained assistant turn k: ``messages[:k+1]`` rendered, only turn k trained."""
+        if self.train_on == "all":
+            raise RowRejected(
+                "template_not_prefix_stable",
+                "the template renders earlier turns differently once later ones follow, and "
+                "train_on=all needs one row per conversation (use --train-on assistant)",
+            )
+        self._check_text(conversation)
+        chosen = [k for k, on in enumerate(self._trained_messages(conversation)) if on]
+        if self.max_rows is not None and len(chosen) > self.max_rows:
+            raise RowRejected(
+                "too_many_turn_rows",
+                f"{len(chosen)} trained turns would become {len(chosen)} rows, more than "
+                f"max_rows_per_conversation={self.max_rows} (raise --max-rows-per-conversation)",
+            )
+        messages, tools = list(conversation.messages), conversation.tools
+        plans = []
+        for k in chosen:
+            part = messages[: k + 1]
+            full = self._render(part, tools, False)
+            end, soft = self._message_end(part, k, tools, full, need=True)
+            span = self._assistant_span(part, k, tools, full, end)
+            only = [j == k for j in range(k + 1)]
+            ends: list[int | None] = [None] * k
+            plans.append(Plan(full, only, [*ends, end], [False] * k + [soft], {k: span}, turn=k))
+        return plans
+
+    def _as_rendered(self, conversation: Conversation) -> Plan:
+        """One row for a template that is not prefix-stable: each assistant turn as the whole
+        render shows it (earlier turns without their reasoning).
+
+        A turn starts where the generation prompt of the messages before it ends, and ends
+        with the first end-of-turn marker after its answer: the control token that ends the
+        turn when it is rendered last (``<|im_end|>``), else the EOS.
+        """
+        messages, tools = list(conversation.messages), conversation.tools
+        self._check_text(conversation)
+        trained = self._trained_messages(conversation)
+        full = self._render(messages, tools, False)
+        ends: list[int | None] = [None] * len(messages)
+        spans: dict[int, tuple[int, int, int]] = {}
+        for k, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            header = self._header(messages, k, tools, full)
+            core = answer_of(message)
+            last = self._render(messages[: k + 1], tools, False).rstrip()
+            eos = next((m for m in self._markers if last.endswith(m)), self.info.eos_token)
+            found = full.find(core, len(header)) if core else len(header)
+            close = full.find(eos, found + len(core)) if eos and found >= 0 else -1
+            if close < 0:
+                raise RowRejected(
+                    "span_not_found",
+                    f"message {k} (assistant): its text and the end-of-turn marker {eos!r} are not after "
+                    f"its header (ending at character {len(header)})",
+                )
+            ends[k] = close + len(eos or "")
+            spans[k] = (len(header), close + len(eos or ""), found + len(core))
+        return Plan(full, trained, ends, [False] * len(messages), spans)
+
+    def _plan(self, conversation: Conversation) -> Plan:
         messages = list(conversation.messages)
         if not messages:
             raise RowRejected("empty_conversation", "the conversation has no message")
@@ -299,7 +413,7 @@ class ChatEncoder:
             raise RowRejected(
                 "span_not_found", "cannot tell where each message ends: a prefix does not render"
             )
-        plan = _Plan(full, trained, ends, soft, spans)
+        plan = Plan(full, trained, ends, soft, spans)
         if self.check_generation:
             text, plan.generation = self.template.generation_spans(messages, tools, self.variables)
             if text != full:  # only a template that reads the clock can do this
@@ -315,6 +429,13 @@ class ChatEncoder:
                 f"the conversation has tools but the chat template '{self.template.name}' never reads "
                 "'tools': the model would call functions it was never shown (use a template with tool "
                 "support, or ignore the tools with --field tools=)",
+            )
+        calls = next((k for k, m in enumerate(conversation.messages) if m.get("tool_calls")), None)
+        if calls is not None and not self.template.uses_tool_calls:
+            raise RowRejected(
+                "tools_not_rendered",
+                f"message {calls} (assistant) calls a tool but the chat template '{self.template.name}' "
+                "never reads 'tool_calls': the trained turn would not show the call",
             )
         if self._controls is None:
             return
@@ -356,12 +477,12 @@ class ChatEncoder:
         prompt. What follows it in the shorter render is the template's closing text.
         """
         message = messages[k]
-        core = message["content"].strip()
+        core = answer_of(message)
         last = k == len(messages) - 1
         shorter: str | None = full
         try:
             if last:
-                longer = self._render(messages, tools, True)
+                longer = self._with_prompt(messages, tools, full)
             else:
                 shorter, longer = self._render(messages[: k + 1], tools, False), full
         except RowRejected:
@@ -370,7 +491,18 @@ class ChatEncoder:
             # Some templates refuse some prefixes (one with no user message); after the last
             # message, without a generation prompt to compare with, the closing stays with it.
             shorter, longer = (full, full) if last else (None, full)
-        end = None if shorter is None else _common_prefix(shorter, longer)
+        end = None if shorter is None else common_prefix(shorter, longer)
+        if need and not last and shorter is not None and end is not None:
+            # The turn as the whole conversation shows it must be the turn as the model writes
+            # it when it is the last one (Qwen3 adds a think block to that one only).
+            alone = common_prefix(shorter, self._with_prompt(messages[: k + 1], tools, shorter))
+            if end < alone:
+                raise RowRejected(
+                    "template_not_prefix_stable",
+                    f"message {k} ({message['role']}) renders differently once later messages follow: "
+                    f"{shorter[end : end + 40]!r} becomes {longer[end : end + 40]!r} (the template "
+                    "rewrites earlier turns)",
+                )
         # The message's text must lie in the part both renders share; if it is only beyond
         # it, the longer render changed it.
         if shorter is not None and end is not None and core in shorter and shorter.rfind(core, 0, end) < 0:
@@ -390,18 +522,53 @@ class ChatEncoder:
             return None, True
         return end, end < len(shorter)
 
-    def _assistant_span(self, messages, k: int, tools, full: str, end: int | None) -> tuple[int, int, int]:
+    def _with_prompt(self, messages, tools, rendered: str) -> str:
+        """``render(messages, add_generation_prompt=True)``, given ``rendered`` without it.
+
+        Most templates write the generation prompt after everything else: then it is appended
+        instead of rendering again (one render less per turn). Templates that close a
+        conversation differently without it (phi-3's EOS) are rendered.
+        """
+        prompt = self._generation_prompt()
+        return rendered + prompt if prompt is not None else self._render(messages, tools, True)
+
+    def _generation_prompt(self) -> str | None:
+        """The text ``add_generation_prompt`` appends, when it is only appended (probed once)."""
+        if self._prompt is False:
+            probes = [
+                [{"role": "user", "content": "Hi"}],
+                [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+                [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"},
+                 {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}],
+            ]  # fmt: skip
+            found: set[str | None] = set()
+            for probe in probes:
+                try:
+                    plain, prompted = self._render(probe, None, False), self._render(probe, None, True)
+                except RowRejected:
+                    found.add(None)
+                    continue
+                found.add(prompted[len(plain) :] if prompted.startswith(plain) else None)
+            only = found.pop() if len(found) == 1 else None
+            self._prompt = only if only else None  # an empty prompt tells nothing: render
+        return self._prompt if isinstance(self._prompt, str) else None
+
+    def _header(self, messages, k: int, tools, full: str) -> str:
+        """The text before assistant turn k: the messages before it with the generation prompt."""
         header = self._render(messages[:k], tools, True)
         if not full.startswith(header):
-            at = _common_prefix(header, full)
+            at = common_prefix(header, full)
             raise RowRejected(
                 "template_not_prefix_stable",
                 f"message {k} (assistant): the conversation before it with the generation prompt renders "
                 f"{header[at : at + 40]!r} where the whole conversation has {full[at : at + 40]!r}",
             )
-        start = len(header)
+        return header
+
+    def _assistant_span(self, messages, k: int, tools, full: str, end: int | None) -> tuple[int, int, int]:
+        start = len(self._header(messages, k, tools, full))
         assert end is not None, "an assistant message's end is always rendered"
-        core = messages[k]["content"].strip()
+        core = answer_of(messages[k])
         found = full.find(core, start, end) if core else start
         if found < 0 or end <= start:
             raise RowRejected(
@@ -413,19 +580,36 @@ class ChatEncoder:
 
     # -- tokens -----------------------------------------------------------------------------------
 
-    def _flags(self, plan: _Plan, tokens: _Tokens) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    def _flags(self, plan: Plan, tokens: TokenSpans) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Per-token trained flags, and the token range of each trained message."""
         trained = np.zeros(len(tokens.starts), dtype=bool)
         turns = []
+        plan.empty_reasoning = 0
         for k, (start, end) in self._trained_chars(plan, tokens):
             t0, t1 = tokens.range(start, end, f"message {k}")
             trained[t0:t1] = True
             turns.append((t0, t1))
+            found = think_span(plan.text, *plan.spans[k][:2]) if k in plan.spans else None
+            if found is not None:
+                plan.empty_reasoning += found[2]
+                think = self._think_tokens(plan, tokens, k)
+                if think is not None and not self.train_reasoning:
+                    trained[slice(*think)] = False  # the think block stays as context; the answer is trained
         if plan.generation is not None:
             self._check_generation(plan, tokens, trained)
         return trained, turns
 
-    def _trained_chars(self, plan: _Plan, tokens: _Tokens) -> list[tuple[int, tuple[int, int]]]:
+    def _think_tokens(self, plan: Plan, tokens: TokenSpans, k: int) -> tuple[int, int] | None:
+        """Tokens ``[a, b)`` wholly inside the think block of assistant turn k, markers included."""
+        start, end, _ = plan.spans[k]
+        found = think_span(plan.text, start, end)
+        if found is None:
+            return None
+        a = int(np.searchsorted(tokens.starts, found[0], side="left"))
+        b = int(np.searchsorted(tokens.ends, found[1], side="right"))
+        return (a, b) if b > a else None
+
+    def _trained_chars(self, plan: Plan, tokens: TokenSpans) -> list[tuple[int, tuple[int, int]]]:
         if self.train_on != "all":
             return [(k, self._span_chars(plan, tokens, k)) for k, on in enumerate(plan.trained) if on]
         known = [e for e in plan.ends[:-1] if e is not None]
@@ -435,7 +619,7 @@ class ChatEncoder:
         bounds.append(len(plan.text))
         return [(k, (bounds[k], bounds[k + 1])) for k, on in enumerate(plan.trained) if on]
 
-    def _span_chars(self, plan: _Plan, tokens: _Tokens, k: int) -> tuple[int, int]:
+    def _span_chars(self, plan: Plan, tokens: TokenSpans, k: int) -> tuple[int, int]:
         """An assistant message's trained characters.
 
         Whitespace after its end marker is not trained, nor what the template writes after the
@@ -449,7 +633,7 @@ class ChatEncoder:
         trimmed = start + len(plan.text[start:end].rstrip())
         return start, max(trimmed, content_end)
 
-    def _check_generation(self, plan: _Plan, tokens: _Tokens, trained: np.ndarray) -> None:
+    def _check_generation(self, plan: Plan, tokens: TokenSpans, trained: np.ndarray) -> None:
         """Our assistant mask must equal transformers' mask from the {% generation %} blocks."""
         ours = np.zeros_like(trained)
         for k in plan.spans:
@@ -498,25 +682,3 @@ class ChatEncoder:
                 "turn fits, and a turn is never trained in part (raise --max-length)",
             )
         return "no_trained_token", "no token is trained (the only trained text is the row's first token)"
-
-
-def _batch(rows, rejected, dropped, counts) -> EncodedBatch:
-    lengths = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows))
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    empty_ids, empty_flags = np.zeros(0, np.int32), np.zeros(0, bool)
-    trained = np.concatenate([r[2] for r in rows]) if rows else empty_flags
-    # prompt_lens: leading untrained tokens per row (labels.py reads ``trained`` instead).
-    firsts = [int(np.argmax(r[2])) if r[2].any() else len(r[2]) for r in rows]
-    return EncodedBatch(
-        ids=np.concatenate([r[1] for r in rows]) if rows else empty_ids,
-        offsets=offsets,
-        prompt_lens=np.asarray(firsts, dtype=np.int64),
-        index=np.asarray([r[0] for r in rows], dtype=np.int64),
-        truncated=np.asarray([r[3] for r in rows], dtype=bool),
-        boundary_adjusted=np.zeros(len(rows), dtype=bool),
-        rejected=rejected,
-        trained=trained,
-        dropped=dropped,
-        counts=counts,
-    )

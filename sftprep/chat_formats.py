@@ -9,8 +9,9 @@ Three layouts are read, told apart by the record's keys:
   ``human``/``gpt``/``system``/``function_call``/``observation``, and optional top-level ``system``;
 * ``alpaca`` with history: ``{"instruction", "input", "output", "history": [[user, assistant], ...]}``.
 
-``tools`` (a list, or a JSON string as in glaive) and a per-message ``weight``/``loss_weight``
-(0 = do not train this message) are read in every layout. Every key and role name can be remapped:
+``tools`` (a list, or a JSON string as in glaive), a per-message ``weight``/``loss_weight``
+(0 = do not train this message) and an assistant message's reasoning (``reasoning_content``, or
+``reasoning``/``thinking``; the message carries it as ``reasoning_content``) are read in every layout. Every key and role name can be remapped:
 ``field_map={"messages": "CONVERSATION"}``, ``role_map={"bot": "assistant"}``; mapping a field to
 ``""`` switches it off (``{"tools": ""}`` ignores the tools).
 
@@ -45,6 +46,7 @@ REASONS = (
     "unsupported_content",  # a content part that is not text (an image, audio, ...)
     "bad_weight",  # a weight that is not a number >= 0
     "bad_tools",  # tools that are neither a list of objects nor a JSON string of one
+    "bad_tool_call",  # a ShareGPT function_call turn that is not a JSON {"name", "arguments"} object
     "bad_history",  # an alpaca history entry that is not a [user, assistant] pair of strings
     "duplicate_system",  # a top-level system prompt and a system message in the list
     "empty_conversation",  # no message at all
@@ -58,6 +60,8 @@ DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
     "system": ("system",),
     "tools": ("tools",),
     "weight": ("weight", "loss_weight"),
+    # An assistant message's reasoning (DeepSeek, Qwen); passed to templates as reasoning_content.
+    "reasoning": ("reasoning_content", "reasoning", "thinking"),
     "instruction": ("instruction",),
     "input": ("input",),
     "output": ("output",),
@@ -65,7 +69,8 @@ DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 # Role names found in the wild -> the roles chat templates know. function_call is an assistant
-# turn (the model writes the call, so it is trained); observation is the tool's answer.
+# turn (the model writes the call, so it is trained) whose JSON value becomes OpenAI-style
+# ``tool_calls``, as templates with tool support read them; observation is the tool's answer.
 DEFAULT_ROLES: dict[str, str] = {
     "system": "system",
     "developer": "system",
@@ -215,8 +220,11 @@ def _message(
         )
     content_key = _pick(turn, "content", field_map)
     weight_key = _pick(turn, "weight", field_map)
-    used = {role_key, content_key, weight_key}
+    reasoning_key = _pick(turn, "reasoning", field_map)
+    used = {role_key, content_key, weight_key, reasoning_key}
     extra = {k: v for k, v in turn.items() if k not in used and v is not None}
+    if reasoning_key is not None and turn[reasoning_key] is not None:
+        extra["reasoning_content"] = _text(turn[reasoning_key], f"{path}.{reasoning_key}", where)
     content = turn.get(content_key) if content_key else None
     if content is None and not (role == "assistant" and extra.get("tool_calls")):
         raise RecordError(
@@ -224,7 +232,36 @@ def _message(
         )
     text = "" if content is None else _text(content, f"{path}.{content_key}", where)
     weight = _weight(turn[weight_key], f"{path}.{weight_key}", where) if weight_key else None
+    if name == FUNCTION_CALL and role == "assistant" and "tool_calls" not in extra:
+        extra["tool_calls"] = _tool_calls(text, f"{path}.{content_key}", where)
+        text = ""
     return {"role": role, "content": text, **extra}, weight
+
+
+FUNCTION_CALL = "function_call"  # the ShareGPT/glaive role of a turn that calls a tool
+
+
+def _tool_calls(text: str, path: str, where: str) -> list[dict[str, Any]]:
+    """A function_call turn's JSON (one call or a list) -> OpenAI-style ``tool_calls``.
+
+    Example: ``'{"name": "f", "arguments": {"x": 1}}'`` ->
+    ``[{"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]``.
+    """
+    try:
+        calls = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(where, "bad_tool_call", f"'{path}' is not JSON: {exc}") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    if not calls or not all(isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in calls):
+        raise RecordError(
+            where,
+            "bad_tool_call",
+            f'\'{path}\' is not a {{"name": ..., "arguments": ...}} object (or a list of them)',
+        )
+    return [
+        {"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}}
+        for c in calls
+    ]
 
 
 def _text(content: Any, path: str, where: str) -> str:

@@ -174,6 +174,11 @@ class ChatTemplate:
         return "tools" in self._names
 
     @property
+    def uses_tool_calls(self) -> bool:
+        """True when the template reads an assistant message's ``tool_calls``."""
+        return "tool_calls" in self.source
+
+    @property
     def reads_clock(self) -> bool:
         """True when the template calls ``strftime_now``: its output depends on the date."""
         return "strftime_now" in self._names

@@ -17,7 +17,7 @@ import click
 
 from sftprep import __version__, storage
 from sftprep.build import BuildConfig, BuildResult, default_workers, run_build
-from sftprep.chat import TRAIN_ON
+from sftprep.chat import TRAIN_ON, TURNS
 from sftprep.cli_errors import Group, say
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import Terminated, counted
@@ -72,6 +72,14 @@ def cli(debug: bool) -> None:
               "chat records), a shipped one (chatml, llama3, mistral-inst, phi3) or a .jinja file.")  # fmt: skip
 @click.option("--train-on", type=click.Choice(TRAIN_ON), default="assistant", show_default=True,
               help="Chat data: train every assistant turn, the last one, or all tokens.")  # fmt: skip
+@click.option("--turns", type=click.Choice(TURNS), default="auto", show_default=True,
+              help="Chat data: one row per conversation, one per trained assistant turn (rendered as when it "
+              "is the last), or auto: per turn only where the template rewrites earlier turns (Qwen3).")  # fmt: skip
+@click.option("--train-reasoning", type=click.Choice(["yes", "no"]), default="yes", show_default=True,
+              help="Chat data: train the <think> block of a trained turn, or only its answer and end marker.")  # fmt: skip
+@click.option("--max-rows-per-conversation", type=click.IntRange(min=1), default=64, show_default=True,
+              metavar="N", help="Chat data: reject a conversation that one row per turn would make more than "
+              "N rows of (their tokens grow with the square of its length).")  # fmt: skip
 @click.option("--role", "roles", multiple=True, metavar="NAME=ROLE",
               help="Chat data: map a role name in the data to a template role: --role bot=assistant.")  # fmt: skip
 @click.option("--tokenizer", help="tokenizer.json, a folder with one, or a Hugging Face model id "
@@ -211,6 +219,16 @@ def _summary(result: BuildResult) -> None:
         f"read {counted(c['records_read'], 'record')}; skipped: {skipped}; dropped as too long: "
         f"{c['dropped_too_long']}; truncated: {c['truncated']}; boundary adjusted: {c['boundary_adjusted']}"
     )
+    if c.get("turn_rows"):
+        say(
+            f"{c['conversations_by_turn']:,} conversations written one row per turn (--turns): "
+            f"{c['turn_rows']:,} rows, {c['turn_tokens']:,} tokens"
+        )
+    if c.get("reasoning_dropped") or c.get("empty_reasoning"):
+        say(
+            f"reasoning: {c['empty_reasoning']:,} trained turns with an empty think block, "
+            f"{c['reasoning_dropped']:,} whose reasoning the rendered row does not show"
+        )
     packing = result.manifest.get("packing")
     if packing:
         say(

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from sftprep import view
-from sftprep.chat import TRAIN_ON
+from sftprep.chat import TRAIN_ON, TURNS
 from sftprep.cli_errors import Command, say
 from sftprep.config import BuildConfig
 from sftprep.encode import TRUNCATION_POLICIES
@@ -38,6 +38,8 @@ _PREVIEW_DEFAULTS: dict[str, Any] = {
     "input_format": None,
     "chat_template": None,
     "train_on": "assistant",
+    "turns": "auto",
+    "train_reasoning": "yes",
     "roles": (),
     "records": 100,
 }
@@ -154,6 +156,10 @@ def _silence_stdout() -> None:
 @click.option("--chat-template", help="With --preview: as for build (chat data).")
 @click.option(
     "--train-on", type=click.Choice(TRAIN_ON), default="assistant", help="With --preview: as for build."
+)
+@click.option("--turns", type=click.Choice(TURNS), default="auto", help="With --preview: as for build.")
+@click.option(
+    "--train-reasoning", type=click.Choice(["yes", "no"]), default="yes", help="With --preview: as for build."
 )
 @click.option("--role", "roles", multiple=True, metavar="NAME=ROLE", help="With --preview: as for build.")
 @click.option(

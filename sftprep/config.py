@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sftprep.chat import TRAIN_ON
+from sftprep.chat import TRAIN_ON, TURNS
 from sftprep.chat_formats import DEFAULT_ROLES
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES
 from sftprep.errors import ConfigError
@@ -63,6 +63,9 @@ class BuildConfig:
     chat_template: str | None = None
     train_on: str = "assistant"
     roles: dict[str, str] = field(default_factory=dict)
+    turns: str = "auto"
+    train_reasoning: str | bool = "yes"
+    max_rows_per_conversation: int | None = 64
     engine: str = "local"
     ray_address: str | None = None
     num_shards: int = 1
@@ -96,6 +99,7 @@ class BuildConfig:
                 )
         if self.train_on not in TRAIN_ON:
             problems.append(f"--train-on must be one of {', '.join(TRAIN_ON)}")
+        problems += self._chat_problems()
         if self.workers < 1:
             problems.append("--workers must be at least 1")
         if not self.inputs:
@@ -120,6 +124,21 @@ class BuildConfig:
         )
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _chat_problems(self) -> list[str]:
+        """--turns, --train-reasoning, --max-rows-per-conversation (issue 13)."""
+        problems = []
+        if self.turns not in TURNS:
+            problems.append(f"--turns must be one of {', '.join(TURNS)}")
+        elif self.turns == "each" and self.train_on == "all":
+            problems.append(
+                "--turns each trains one assistant turn per row: it does not go with --train-on all"
+            )
+        if self.train_reasoning not in ("yes", "no", True, False):
+            problems.append("--train-reasoning must be yes or no")
+        if self.max_rows_per_conversation is not None and self.max_rows_per_conversation < 1:
+            problems.append("--max-rows-per-conversation must be at least 1")
+        return problems
 
     def _engine_problems(self) -> list[str]:
         """--engine, --ray-address, --num-shards and --shard-index (issue 8)."""

@@ -49,6 +49,9 @@ META_FIELDS = [
     pa.field("num_trained_tokens", pa.int32()),
     pa.field("truncated", pa.bool_()),
     pa.field("boundary_adjusted", pa.bool_()),
+    # Chat rows written one per trained turn (--turns each): the index of that turn's message in
+    # the conversation. Null for rows that hold a whole example or conversation.
+    pa.field("turn", pa.int32()),
 ]
 
 
@@ -137,19 +140,49 @@ def sequence_batch(
             list_array(enc.offsets, (target != IGNORE_INDEX).astype(np.int8), MASK_TYPE),
         ]
     n_trained = np.add.reduceat(trained.astype(np.int32), enc.offsets[:-1]) if len(enc) else np.zeros(0)
-    return pa.RecordBatch.from_arrays(
-        model + _meta(sources, lines, n_trained, enc.truncated, enc.boundary_adjusted), schema=schema
-    )
+    meta = _meta(sources, lines, n_trained, enc.truncated, enc.boundary_adjusted, _turns(enc))
+    return pa.RecordBatch.from_arrays(model + meta, schema=schema)
 
 
-def _meta(sources, lines, n_trained, truncated, adjusted) -> list[pa.Array]:
+def _turns(enc: EncodedBatch) -> np.ndarray:
+    """Each row's turn (chat encoders set ``turns``; -1 = the whole example)."""
+    turns = getattr(enc, "turns", None)
+    return np.full(len(enc), -1, dtype=np.int32) if turns is None else turns
+
+
+def _meta(sources, lines, n_trained, truncated, adjusted, turns) -> list[pa.Array]:
+    turns = np.asarray(turns, dtype=np.int32)
     return [
         string_array(sources),
         numpy_array(np.asarray(lines, dtype=np.int64), pa.int64()),
         numpy_array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
         numpy_array(np.asarray(truncated, dtype=bool), pa.bool_()),
         numpy_array(np.asarray(adjusted, dtype=bool), pa.bool_()),
+        turn_array(turns),
     ]
+
+
+def turn_array(turns: np.ndarray) -> pa.Array:
+    """The ``turn`` column: int32, null where the value is negative (a whole example).
+
+    Built from buffers: ``pa.array(..., mask=)`` on numpy would import pandas.
+    """
+    turns = np.ascontiguousarray(turns, dtype=np.int32)
+    valid = turns >= 0
+    bits = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.int32(), len(turns), [bits, pa.py_buffer(turns)])
+
+
+def turn_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The inverse of :func:`turn_array`: int32 values, -1 where null."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n, at = len(column), column.offset
+    values = np.frombuffer(column.buffers()[1], dtype=np.int32, count=n, offset=at * 4).copy()
+    if column.null_count:
+        bits = np.unpackbits(np.frombuffer(column.buffers()[0], dtype=np.uint8), bitorder="little")
+        values[~bits[at : at + n].astype(bool)] = -1
+    return values
 
 
 def exploded_batches(
@@ -198,5 +231,6 @@ def _exploded_chunk(enc, targets, example, prefix_len, sources, lines, schema) -
         ones,
         enc.truncated[example],
         enc.boundary_adjusted[example],
+        _turns(enc)[example],
     )
     return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -48,6 +48,8 @@ from sftprep.labels import (
     schema_for,
     shifted_labels,
     trained_token_mask,
+    turn_array,
+    turn_values,
 )
 from sftprep.padding import (
     PAD_TO_CHOICES,
@@ -98,6 +100,7 @@ PACKED_FIELDS = [
     pa.field("num_trained_tokens", pa.int32()),
     pa.field("truncated", pa.list_(pa.bool_())),
     pa.field("boundary_adjusted", pa.list_(pa.bool_())),
+    pa.field("turn", pa.list_(pa.int32())),  # per example: its chat turn, or null (labels.py)
 ]
 
 
@@ -249,6 +252,7 @@ class _Pool:
     lines: np.ndarray
     truncated: np.ndarray
     adjusted: np.ndarray
+    turns: np.ndarray  # int32, -1 for a whole example
 
     @classmethod
     def empty(cls) -> _Pool:
@@ -262,6 +266,7 @@ class _Pool:
             none,
             np.zeros(0, bool),
             np.zeros(0, bool),
+            np.zeros(0, np.int32),
         )
 
     def __len__(self) -> int:
@@ -282,6 +287,7 @@ class _Pool:
             self.lines[order],
             self.truncated[order],
             self.adjusted[order],
+            self.turns[order],
         )
 
     def extend(self, other: _Pool) -> _Pool:
@@ -294,6 +300,7 @@ class _Pool:
             np.concatenate([self.lines, other.lines]),
             np.concatenate([self.truncated, other.truncated]),
             np.concatenate([self.adjusted, other.adjusted]),
+            np.concatenate([self.turns, other.turns]),
         )
 
 
@@ -310,6 +317,7 @@ def _pool_of(enc: EncodedBatch, sources: Sequence[str], lines: np.ndarray) -> _P
         np.asarray(lines, dtype=np.int64),
         np.asarray(enc.truncated, dtype=bool),
         np.asarray(enc.boundary_adjusted, dtype=bool),
+        _turns_of(enc),
     )
 
 
@@ -334,7 +342,19 @@ def _pool_of_rows(batch: pa.RecordBatch, labels: str) -> _Pool:
         to_numpy(batch.column("source_line")).astype(np.int64),
         to_numpy(batch.column("truncated")),
         to_numpy(batch.column("boundary_adjusted")),
+        _turns_of_rows(batch),
     )
+
+
+def _turns_of(enc: EncodedBatch) -> np.ndarray:
+    turns = getattr(enc, "turns", None)  # chat batches name each row's turn
+    return np.full(len(enc), -1, dtype=np.int32) if turns is None else np.asarray(turns, dtype=np.int32)
+
+
+def _turns_of_rows(batch: pa.RecordBatch) -> np.ndarray:
+    if "turn" not in batch.schema.names:
+        return np.full(batch.num_rows, -1, dtype=np.int32)
+    return turn_values(batch.column("turn"))
 
 
 class Packer:
@@ -478,6 +498,9 @@ class Packer:
             numpy_array(np.asarray(n_trained, dtype=np.int32), pa.int32()),
             list_array(row_ex, pool.truncated, pa.bool_()),
             list_array(row_ex, pool.adjusted, pa.bool_()),
+            pa.ListArray.from_arrays(
+                numpy_array(np.asarray(row_ex, dtype=np.int32), pa.int32()), turn_array(pool.turns)
+            ),
         ]
         self._count(row_tok, per_row, int(trained.sum()))
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
@@ -550,6 +573,8 @@ def unpack_row(row: Mapping[str, Any]) -> list[dict[str, Any]]:
             truncated=row["truncated"][k],
             boundary_adjusted=row["boundary_adjusted"][k],
         )
+        if "turn" in row:
+            example["turn"] = row["turn"][k]
         examples.append(example)
         start += n
     return examples

@@ -50,6 +50,12 @@ class Counts:
     eos_in_text: int = 0
     double_bos_removed: int = 0
     turns_dropped: int = 0
+    # Chat (--turns, --train-reasoning): see ChatEncoder and docs/chat-families.md.
+    conversations_by_turn: int = 0
+    turn_rows: int = 0
+    turn_tokens: int = 0
+    reasoning_dropped: int = 0
+    empty_reasoning: int = 0
     tokens: int = 0
     trained_tokens: int = 0
 
@@ -213,7 +219,20 @@ def bind_transform(
             log("warning: the chat template reads the clock: rows depend on the build date")
         if add_markers and chat.markers:
             info.add_special_tokens(list(chat.markers))
-        encoder = ChatEncoder(info, chat, options, train_on=config.train_on)
+        encoder = ChatEncoder(
+            info,
+            chat,
+            options,
+            train_on=config.train_on,
+            turns=config.turns,
+            train_reasoning=config.train_reasoning in (True, "yes"),
+            max_rows_per_conversation=config.max_rows_per_conversation,
+        )
+        if config.turns == "auto":
+            log(
+                "turns auto: one row per conversation where the chat template renders every turn as "
+                "when it is the last, one row per trained turn where it does not (--turns)"
+            )
         chat_transform = ChatTransform(
             encoder, dict(config.fields), dict(config.roles), config.mode, config.labels, schema
         )

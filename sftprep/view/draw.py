@@ -29,6 +29,7 @@ class Look:
             "warn": "bold red",
             "bar": "green",
             "trained": "bold green",
+            "reasoning": "italic dark_orange3",
         }[name]
         if trained:
             fg = {"escape": "blue", "prompt": "black"}.get(name, fg)
@@ -40,6 +41,8 @@ class Look:
 _TRAINED_BACKGROUND = "dark_sea_green2"
 
 OPEN, CLOSE = "[[", "]]"
+# A chat turn's think block (<think>...</think>), inside or outside the trained markers.
+THINK_OPEN, THINK_CLOSE = "⟪", "⟫"
 
 
 def _breaks(plain: str, width: int) -> list[int]:

@@ -56,6 +56,7 @@ class Example:
     truncated: bool = False
     boundary_adjusted: bool = False
     turns: list[Turn] | None = None
+    turn: int | None = None  # the chat turn a ``--turns each`` row trains (the ``turn`` column)
 
 
 @dataclass
@@ -213,6 +214,7 @@ def _examples(
                 int(per_example("source_line", k) or 0),
                 bool(per_example("truncated", k)),
                 bool(per_example("boundary_adjusted", k)),
+                turn=per_example("turn", k),
             )
         )
         start += length

@@ -220,6 +220,13 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
             f"truncated {counts['truncated']:,} · boundary adjusted {counts['boundary_adjusted']:,} · "
             f"EOS in text {counts.get('eos_in_text', 0):,} · double BOS {counts.get('double_bos_removed', 0):,}",
         )
+        if counts.get("turn_rows") or counts.get("empty_reasoning") or counts.get("reasoning_dropped"):
+            add(
+                "chat turns",
+                f"{counts.get('conversations_by_turn', 0):,} conversations one row per turn: "
+                f"{counts.get('turn_rows', 0):,} rows, {counts.get('turn_tokens', 0):,} tokens · empty think "
+                f"{counts.get('empty_reasoning', 0):,} · reasoning dropped {counts.get('reasoning_dropped', 0):,}",
+            )
     conv = stats["label_convention"]
     key = (conv.get("mode", "sequence"), "shifted" if conv.get("mode") == "exploded" else conv.get("labels"))
     add("labels", _CONVENTIONS.get(key, json.dumps(conv)))

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from sftprep.errors import counted
 from sftprep.labels import IGNORE_INDEX
-from sftprep.view.draw import CLOSE, OPEN, Look, rule, subrule, wrap
+from sftprep.view.draw import CLOSE, OPEN, THINK_CLOSE, THINK_OPEN, Look, rule, subrule, wrap
 from sftprep.view.pieces import Pieces, visible
 from sftprep.view.rows import Example, Row, Turn
 
@@ -37,7 +37,12 @@ def where(row: Row) -> str:
 def flagged(item: Row | Example) -> list[str]:
     """The build's flags on a row or an example, as words for a header."""
     pairs = (("truncated", item.truncated), ("boundary adjusted", item.boundary_adjusted))
-    return [name for name, on in pairs if on]
+    turn = (
+        item.examples[0].turn
+        if isinstance(item, Row) and len(item.examples) == 1
+        else getattr(item, "turn", None)
+    )
+    return [name for name, on in pairs if on] + ([f"turn {turn}"] if turn is not None else [])
 
 
 def _tokens(n: int, padding: int, trained: int) -> str:
@@ -90,11 +95,12 @@ def label_mismatches(row: Row) -> int:
     return int((trained & (row.targets != nxt)).sum())
 
 
-def _runs(texts: list[str], trained: np.ndarray, special: np.ndarray) -> list[tuple[str, bool, bool]]:
-    """Decoded tokens as (text, trained, special) runs."""
-    runs: list[tuple[str, bool, bool]] = []
+def _runs(texts: list[str], trained: np.ndarray, special: np.ndarray) -> list[tuple[str, bool, bool, bool]]:
+    """Decoded tokens as (text, trained, special, reasoning) runs."""
+    runs: list[tuple[str, bool, bool, bool]] = []
+    thinking = reasoning_tokens(texts)
     for j, piece in enumerate(texts):
-        key = (bool(trained[j]), bool(special[j]))
+        key = (bool(trained[j]), bool(special[j]), bool(thinking[j]))
         if runs and runs[-1][1:] == key:
             runs[-1] = (runs[-1][0] + piece, *key)
         else:
@@ -102,20 +108,42 @@ def _runs(texts: list[str], trained: np.ndarray, special: np.ndarray) -> list[tu
     return runs
 
 
+def reasoning_tokens(texts: list[str]) -> np.ndarray:
+    """Per token, is it part of a think block: from a ``<think>`` token to the next ``</think>``."""
+    out = np.zeros(len(texts), dtype=bool)
+    start = None
+    for j, piece in enumerate(texts):
+        if piece.strip() == "<think>":
+            start = j
+        elif piece.strip() == "</think>" and start is not None:
+            out[start : j + 1] = True
+            start = None
+    return out
+
+
 def _body(texts: list[str], trained: np.ndarray, special: np.ndarray, look: Look) -> Text:
-    """Decoded tokens: trained spans in colour, or between ``[[`` and ``]]``."""
+    """Decoded tokens: trained spans in colour, or between ``[[`` and ``]]``; think blocks in
+    their own colour, or between ``⟪`` and ``⟫``."""
     body = Text()
-    was_trained = False
-    for text, on, is_special in _runs(texts, trained, special):
-        if not look.colour and on != was_trained:
-            body.append(OPEN if on else CLOSE)
-        was_trained = on
-        base = look.style("special" if is_special else "text" if on else "prompt", on)
+    was_trained = was_thinking = False
+    for text, on, is_special, thinking in _runs(texts, trained, special):
+        if not look.colour:
+            if was_thinking and not thinking:
+                body.append(THINK_CLOSE)
+            if on != was_trained:
+                body.append(CLOSE if was_trained else "")
+            if on and not was_trained:
+                body.append(OPEN)
+            if thinking and not was_thinking:
+                body.append(THINK_OPEN)
+        was_trained, was_thinking = on, thinking
+        kind = "special" if is_special else "reasoning" if thinking else "text" if on else "prompt"
+        base = look.style(kind, on)
         escape = look.style("escape", on)
         for part, escaped in visible(text):
             body.append(part, style=(escape if escaped and not is_special else base))
-    if was_trained and not look.colour:
-        body.append(CLOSE)
+    if not look.colour:
+        body.append((THINK_CLOSE if was_thinking else "") + (CLOSE if was_trained else ""))
     return body
 
 

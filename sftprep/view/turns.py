@@ -116,12 +116,15 @@ class Turns:
             return None
         assert self.transform is not None
         try:
-            layout = self.transform.encoder.layout(self.transform.prepare(record), record.where)
+            layouts = self.transform.encoder.layouts(self.transform.prepare(record), record.where)
         except SftprepError as exc:
             self._say(
                 "layout", f"{record.where}: cannot render the record again ({exc}): shown without roles"
             )
             return None
+        # A conversation written one row per turn (--turns) has several layouts: the row's is the
+        # one whose ids it holds.
+        layout = next((lay for lay in layouts if _align(np.asarray(ids), lay.ids) is not None), layouts[0])
         if any(t.chars is None for t in layout.turns):
             self._say("chars", f"{record.where}: the template does not say where each message ends: no roles")
             return None
