@@ -752,7 +752,7 @@ def test_reason_codes_are_documented():
     from sftprep import chat as chat_module
     from sftprep import chat_formats
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "chat.md").read_text(encoding="utf-8")
     for code in (*chat_module.REASONS, *chat_formats.REASONS):
         assert f"`{code}`" in readme, code
     assert json.dumps(sorted(set(chat_module.REASONS) & set(chat_formats.REASONS))) == "[]"
