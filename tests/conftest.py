@@ -45,4 +45,4 @@ def data_path():
 
 
 # The inspect tests' shared builds and helpers (tests/test_inspect_*.py).
-pytest_plugins = ["inspect_support"]
+pytest_plugins = ["inspect_fixtures"]

@@ -1,68 +1,39 @@
-"""Shared by the ``sftprep inspect`` tests (tests/test_inspect_*.py): builds and helpers.
+"""Helpers shared by the ``sftprep inspect`` tests (tests/test_inspect_*.py).
 
-Builds are made once per session with ``run_build`` and the real tokenizers in
-../shared, from sample_data/ (named relative to the repository root, as a user
-in the checkout would, so that golden files hold no machine paths) and from
-real datasets. Expected values are computed from the shards (``datasets``) and
-the tokenizer directly, never from the view's own code.
-
-tests/conftest.py registers this module as a plugin, so its fixtures (``repo_root``,
-``tok``, ``built``) are available to every test; the inspect tests use ``repo_root``
-for the whole module (``pytestmark``).
+Expected values are computed from the shards (``datasets``) and the tokenizer
+directly, never from the view's own code. The builds themselves come from the
+fixtures in inspect_fixtures.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from datasets import load_from_disk
+from inspect_fixtures import QA, REAL_TOKENIZERS, ROOT
 from tokenizers import Tokenizer
 
 from sftprep import view
-from sftprep.build import BuildConfig, run_build
 from sftprep.cli_inspect import inspect
 
-ROOT = Path(__file__).resolve().parents[1]
-QA = "sample_data/qa.jsonl"
-REAL_TOKENIZERS = ("gpt2", "mistral-7b-v0.1", "phi-3-mini")
-# Builds by their arguments, shared by every test module that uses ``built`` in the session.
-_BUILDS: dict[str, Path] = {}
-
-
-@pytest.fixture
-def repo_root(monkeypatch):
-    """Builds name their inputs and tokenizers relative to the checkout: run from there."""
-    monkeypatch.chdir(ROOT)
-
-
-@pytest.fixture(scope="session")
-def tok(tokenizer_path):
-    """tok("gpt2") -> "../shared/tokenizers/gpt2" (skips when ../shared is missing)."""
-    return lambda name: os.path.relpath(tokenizer_path(name), ROOT)
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    """built(tokenizer, data=QA, **options) -> the output directory of that build, made once."""
-    cache = _BUILDS
-
-    def build(tokenizer: str | None, data: str = QA, **options) -> Path:
-        key = repr((tokenizer, data, sorted(options.items())))
-        if key not in cache:
-            out = tmp_path_factory.mktemp("build") / "out"
-            with contextlib.chdir(ROOT):
-                config = BuildConfig(inputs=(data,), output=str(out), tokenizer=tokenizer, **options)
-                run_build(config)
-            cache[key] = out
-        return cache[key]
-
-    return build
+__all__ = [
+    "QA",
+    "REAL_TOKENIZERS",
+    "ROOT",
+    "headers",
+    "load_tok",
+    "rows_of",
+    "run",
+    "shown",
+    "split_examples",
+    "split_parts",
+    "split_rows",
+    "token_table",
+    "trained_tokens",
+]
 
 
 def run(*args, ok: bool = True, env: dict | None = None):

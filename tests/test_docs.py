@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
 
 from sftprep.chat import load_chat_template, shipped_chat_templates
 from sftprep.cli import cli
@@ -236,7 +237,15 @@ def test_readme_is_an_overview():
     text = read(README)
     assert len(text.splitlines()) <= 200
     for page in PAGES[1:]:
-        assert f"(docs/{page.name})" in text, page.name
+        if page.name != "index.md":  # the site's home page: the README plays its part on GitHub
+            assert f"(docs/{page.name})" in text, page.name
+
+
+def test_the_site_shows_every_page():
+    """mkdocs.yml's nav lists every page of docs/, so `mkdocs serve` shows the whole manual."""
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+    listed = {file for entry in nav for file in entry.values()}
+    assert listed == {page.name for page in PAGES[1:]}
 
 
 def test_ci_runs_the_readme_test_command():
