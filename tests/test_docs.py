@@ -7,7 +7,8 @@
   stands for any number of lines; trailing spaces are ignored); a command shown with an
   ``error:`` line must fail, unless it handles the failure itself (``|| echo ...``);
 - docs/cli.md is what scripts/gen_cli_docs.py generates from ``--help`` today;
-- the README opens with the two commands a newcomer needs, and CI runs the second.
+- the README opens with the two commands a newcomer needs, and CI runs the second; ``make demo``
+  installs the runtime package only, ``make test`` the dev extras (``make -n``, nothing installed).
 
 So a block written as a transcript (```` ```console ````) is a promise the tests keep; a plain
 block (```` ``` ````) is an illustration with placeholder paths, checked for its options only.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -248,6 +250,33 @@ def test_the_site_shows_every_page():
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
     listed = {file for entry in nav for file in entry.values()}
     assert listed == {page.name for page in PAGES[1:]}
+
+
+def make_dry_run(target: str, tmp_path: Path) -> list[str]:
+    """The commands ``make TARGET`` would run from nothing (``make -n``, venvs and output in tmp_path)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    variables = [f"VENV={tmp_path}/.venv", f"DEMO_VENV={tmp_path}/.venv-demo", f"OUT={tmp_path}/out"]
+    result = subprocess.run(
+        ["make", "-n", target, *variables], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return result.stdout.splitlines()
+
+
+def test_make_demo_installs_the_runtime_package_only(tmp_path):
+    """Issue 16: the demo installs `pip install -e .` into a venv of its own, not the dev extras."""
+    commands = make_dry_run("demo", tmp_path)
+    installs = [c for c in commands if " install " in c and "--upgrade pip" not in c]
+    assert installs == [f"{tmp_path}/.venv-demo/bin/pip install --quiet -e ."]
+    runs = [c for c in commands if "bin/sftprep " in c and not c.startswith("echo")]
+    assert runs and all(c.startswith(f"{tmp_path}/.venv-demo/bin/sftprep ") for c in runs)
+    assert "sftprep build sample_data/qa.jsonl" in "\n".join(runs)
+
+
+def test_make_test_installs_the_dev_extras(tmp_path):
+    commands = make_dry_run("test", tmp_path)
+    assert f"{tmp_path}/.venv/bin/pip install --quiet -e '.[dev]'" in commands
+    assert commands[-1].startswith(f"{tmp_path}/.venv/bin/pytest")
 
 
 def test_ci_runs_the_readme_test_command():
