@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The demo needs only the runtime package, not the test extras (torch, TRL, Ray, moto):
+# it gets a venv of its own, so `make demo` stays small and `make test` keeps the full install.
+DEMO_VENV ?= .venv-demo
+DEMO_BIN := $(DEMO_VENV)/bin
+DEMO_STAMP := $(DEMO_VENV)/.installed
 OUT ?= out
 
 .PHONY: demo test test-fast lint fmt bench clean
@@ -14,14 +19,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: build the sample data with the defaults and show what will be trained
-demo: $(STAMP)
-	$(BIN)/sftprep build sample_data/qa.jsonl -o $(OUT)/qa --overwrite
-	$(BIN)/sftprep build sample_data/summarization.jsonl -o $(OUT)/summarization --overwrite
-	$(BIN)/sftprep build sample_data/translation.jsonl -o $(OUT)/translation --overwrite
-	$(BIN)/sftprep inspect $(OUT)/qa --limit 2
-	$(BIN)/sftprep inspect $(OUT)/qa --tokens --index 0
-	@echo "Built $(OUT)/qa, $(OUT)/summarization and $(OUT)/translation; try: $(BIN)/sftprep inspect $(OUT)/translation --stats"
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_BIN)/pip install --quiet --upgrade pip
+	$(DEMO_BIN)/pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+## demo: build the sample data with the defaults and show what will be trained (runtime install only)
+demo: $(DEMO_STAMP)
+	$(DEMO_BIN)/sftprep build sample_data/qa.jsonl -o $(OUT)/qa --overwrite
+	$(DEMO_BIN)/sftprep build sample_data/summarization.jsonl -o $(OUT)/summarization --overwrite
+	$(DEMO_BIN)/sftprep build sample_data/translation.jsonl -o $(OUT)/translation --overwrite
+	$(DEMO_BIN)/sftprep inspect $(OUT)/qa --limit 2
+	$(DEMO_BIN)/sftprep inspect $(OUT)/qa --tokens --index 0
+	@echo "Built $(OUT)/qa, $(OUT)/summarization and $(OUT)/translation; try: $(DEMO_BIN)/sftprep inspect $(OUT)/translation --stats"
 
 ## test: the whole suite, slow tests included (what CI runs)
 test: $(STAMP)
@@ -44,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_VENV) $(OUT) site .pytest_cache .ruff_cache .mypy_cache

@@ -42,3 +42,7 @@ def tokenizer_path():
 def data_path():
     """data_path("qa", "NQ-open.dev.jsonl") -> a real dataset file."""
     return lambda *parts: str(shared_path("data", *parts))
+
+
+# The inspect tests' shared builds and helpers (tests/test_inspect_*.py).
+pytest_plugins = ["inspect_fixtures"]
