@@ -301,6 +301,9 @@ def _run(invoke: Callable[[], Any], debug: bool) -> int:
 
 from sftprep.cli_inspect import inspect  # noqa: E402
 from sftprep.cli_merge import merge  # noqa: E402
+from sftprep.cli_verify import diff, verify  # noqa: E402
 
 cli.add_command(inspect)
 cli.add_command(merge)
+cli.add_command(verify)
+cli.add_command(diff)
