@@ -213,7 +213,7 @@ class RowChecker:
         nonempty = ex_len > 0
         first[ex_start[nonempty]] = True
         last[(ex_start + ex_len - 1)[nonempty]] = True
-        trained = self._labels(b, aligned, first, last, real, found)
+        labelled = self._labels(b, aligned, first, last, real, found)
         if "attention_mask" in aligned:
             att = aligned["attention_mask"]
             found.append(b.tokens("attention_mask", att != real, "is {value}, expected {want} (1 on tokens, 0 on padding)",
@@ -222,8 +222,8 @@ class RowChecker:
             found.append(self._positions(b, aligned["position_ids"], ex_len, ex_start, real))
         if self.layout.padded:
             found += self._padding(b, real)
-        if trained is not None:
-            found += self._trained_counts(b, trained, ex_len, ex_start, ex_row, real)
+        if labelled is not None:
+            found += self._trained_counts(b, labelled, ex_len, ex_row, real)
         self._count_flags(b)
         self.totals.examples += len(ex_len)
         self.totals.tokens += int(real.sum())
@@ -278,8 +278,13 @@ class RowChecker:
         real = b.pos < real_len[b.row_of]
         return ex_len, ex_start, ex_row, real
 
-    def _labels(self, b, aligned, first, last, real, found) -> np.ndarray | None:
-        """Check the label columns; return per token whether it is a trained target."""
+    def _labels(self, b, aligned, first, last, real, found) -> tuple[np.ndarray, np.ndarray] | None:
+        """Check the label columns.
+
+        Returns:
+            Per token: is it a rightly trained target; and per label position: is it labelled at all
+            (what ``num_trained_tokens`` counts).
+        """
         n = len(b.ids)
         if self.layout.labels == "hf":
             if "labels" not in aligned:
@@ -307,7 +312,7 @@ class RowChecker:
                     "labels", on & ~real, "{value} on padding (padding is never trained)", {"value": lab}
                 )
             )
-            return on & real & ~first
+            return on & real & ~first, on
         if "target_ids" not in aligned:
             return None
         tgt = aligned["target_ids"]
@@ -337,7 +342,7 @@ class RowChecker:
             )
         trained = np.zeros(n, dtype=bool)
         trained[1:] = on[:-1] & ~row_end[:-1]
-        return trained & real & ~first
+        return trained & real & ~first, on
 
     def _positions(self, b, positions, ex_len, ex_start, real) -> Finding | None:
         want = b.pos.copy()
@@ -361,10 +366,12 @@ class RowChecker:
             out.append(_rows("input_ids", want != b.lengths, "is not padded to the build's length"))
         return out
 
-    def _trained_counts(self, b, trained, ex_len, ex_start, ex_row, real) -> list[Finding | None]:
+    def _trained_counts(self, b, labelled, ex_len, ex_row, real) -> list[Finding | None]:
+        trained, on = labelled
         per_row = np.bincount(b.row_of, weights=trained, minlength=len(b.lengths)).astype(np.int64)
+        labels = np.bincount(b.row_of, weights=on, minlength=len(b.lengths)).astype(np.int64)
         stored = to_numpy(b.batch.column("num_trained_tokens")).astype(np.int64)
-        out = [_rows("num_trained_tokens", stored != per_row, "does not match the trained tokens in the row"),
+        out = [_rows("num_trained_tokens", stored != labels, "does not match the labels in the row"),
                _rows("input_ids", per_row == 0, "no trained token in this row")]  # fmt: skip
         if "seq_lengths" in b.batch.schema.names:
             real_idx = np.flatnonzero(real)
@@ -372,7 +379,7 @@ class RowChecker:
             per_ex = np.bincount(ex_of_real, weights=trained[real_idx], minlength=len(ex_len))
             empty = np.bincount(ex_row[per_ex == 0], minlength=len(b.lengths)) > 0
             out.append(_rows("seq_lengths", empty & (per_row > 0), "an example in this row trains no token"))
-        self.totals.trained_tokens += int(per_row.sum())
+        self.totals.trained_tokens += int(labels.sum())
         return out
 
     def _count_flags(self, b: _Batch) -> None:
