@@ -109,7 +109,7 @@ def test_every_pair_build_shape_verifies(tmp_path, data_path, tokenizer_path, sh
                 "pad_to_multiple_of": 64,
             },
             "smollm-135m",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_chat_builds_verify(tmp_path, data_path, tokenizer_path, data, options, tok):
