@@ -262,16 +262,17 @@ class _Side:
     def span(self, ex: Example, exact: bool) -> bytes:
         """What the example trains on, for comparing.
 
-        With one tokenizer on both sides (``exact``): the trained positions
-        themselves. With two: the trained tokens' text, special tokens left out
-        and white space normalised, since each tokenizer spells EOS and a
-        leading space its own way (the manifest change explains those).
+        With one tokenizer on both sides (``exact``): the trained ids, span by
+        span (where the prompt before them grew or shrank does not matter, a
+        span one token longer does). With two: the trained tokens' text,
+        special tokens left out and white space normalised, since each
+        tokenizer spells EOS and a leading space its own way (the manifest
+        change explains those).
         """
         if exact or self.tokenizer is None:
-            return (
-                np.flatnonzero(ex.trained).astype(np.int64).tobytes()
-                + ex.ids[ex.trained].astype(np.int64).tobytes()
-            )
+            ids = np.where(ex.trained, ex.ids.astype(np.int64), -1)  # -1 between spans
+            keep = ex.trained | np.append(ex.trained[1:], False)
+            return ids[keep].tobytes()
         text = self.tokenizer.decode(ex.ids[ex.trained].tolist(), skip_special_tokens=True)
         return " ".join(text.split()).encode()
 
