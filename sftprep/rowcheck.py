@@ -139,6 +139,17 @@ class _Batch:
         return Finding(column, rows, at - self.offsets[:-1][rows], message, details)
 
 
+def _sums(flags: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """How many flags are set in each run ``flags[starts[i] : starts[i] + lengths[i]]``."""
+    ends = starts + lengths
+    if len(starts) and (lengths > 0).all() and (starts[1:] == ends[:-1]).all() and ends[-1] == len(flags):
+        # Runs that tile the array (rows; unpadded examples): reduceat, 4x faster than a cumsum.
+        return np.add.reduceat(flags.view(np.int8), starts, dtype=np.int32).astype(np.int64)
+    cum = np.zeros(len(flags) + 1, dtype=np.int64)
+    np.cumsum(flags, out=cum[1:])
+    return cum[ends] - cum[starts]
+
+
 def _rows(column: str, bad: np.ndarray, message: str) -> Finding | None:
     rows = np.flatnonzero(bad)
     return Finding(column, rows, None, message, [message] * min(len(rows), 50)) if len(rows) else None
@@ -223,7 +234,7 @@ class RowChecker:
         if self.layout.padded:
             found += self._padding(b, real)
         if labelled is not None:
-            found += self._trained_counts(b, labelled, ex_len, ex_row, real)
+            found += self._trained_counts(b, labelled, ex_len, ex_start, ex_row)
         self._count_flags(b)
         self.totals.examples += len(ex_len)
         self.totals.tokens += int(real.sum())
@@ -345,13 +356,15 @@ class RowChecker:
         return trained & real & ~first, on
 
     def _positions(self, b, positions, ex_len, ex_start, real) -> Finding | None:
-        want = b.pos.copy()
-        real_idx = np.flatnonzero(real)
-        ex_of_real = np.repeat(np.arange(len(ex_len)), ex_len)
-        want[real_idx] = real_idx - ex_start[ex_of_real]
-        real_len = np.bincount(b.row_of[real_idx], minlength=len(b.lengths))
-        pad = ~real
-        want[pad] = b.pos[pad] - real_len[b.row_of[pad]]
+        # Each token's segment (example, or the padding after them) starts where the last
+        # segment start at or before it is: a running maximum over the starts.
+        n = len(b.ids)
+        starts = np.zeros(n, dtype=np.int64)
+        starts[b.offsets[:-1][b.lengths > 0]] = b.offsets[:-1][b.lengths > 0]
+        starts[ex_start[ex_len > 0]] = ex_start[ex_len > 0]
+        pad_start = np.flatnonzero(~real & np.append(True, real[:-1] | (b.pos[1:] == 0)))
+        starts[pad_start] = pad_start
+        want = np.arange(n) - np.maximum.accumulate(starts) if n else starts
         return b.tokens("position_ids", positions != want, "is {value}, expected {want} (positions restart at each example)",
                         {"value": positions, "want": want})  # fmt: skip
 
@@ -361,22 +374,20 @@ class RowChecker:
             out.append(b.tokens("input_ids", ~real & (b.ids != self.layout.pad_id),
                                 f"padding holds {{value}}, not the pad id {self.layout.pad_id}", {"value": b.ids}))  # fmt: skip
         if self.layout.pad_length is not None or self.layout.pad_multiple is not None:
-            real_len = np.bincount(b.row_of, weights=real, minlength=len(b.lengths)).astype(np.int64)
+            real_len = _sums(real, b.offsets[:-1], b.lengths)
             want = padded_lengths(real_len, self.layout.pad_length, self.layout.pad_multiple)
             out.append(_rows("input_ids", want != b.lengths, "is not padded to the build's length"))
         return out
 
-    def _trained_counts(self, b, labelled, ex_len, ex_row, real) -> list[Finding | None]:
+    def _trained_counts(self, b, labelled, ex_len, ex_start, ex_row) -> list[Finding | None]:
         trained, on = labelled
-        per_row = np.bincount(b.row_of, weights=trained, minlength=len(b.lengths)).astype(np.int64)
-        labels = np.bincount(b.row_of, weights=on, minlength=len(b.lengths)).astype(np.int64)
+        per_row = _sums(trained, b.offsets[:-1], b.lengths)
+        labels = _sums(on, b.offsets[:-1], b.lengths)
         stored = to_numpy(b.batch.column("num_trained_tokens")).astype(np.int64)
         out = [_rows("num_trained_tokens", stored != labels, "does not match the labels in the row"),
                _rows("input_ids", per_row == 0, "no trained token in this row")]  # fmt: skip
         if "seq_lengths" in b.batch.schema.names:
-            real_idx = np.flatnonzero(real)
-            ex_of_real = np.repeat(np.arange(len(ex_len)), ex_len)
-            per_ex = np.bincount(ex_of_real, weights=trained[real_idx], minlength=len(ex_len))
+            per_ex = _sums(trained, ex_start, ex_len)
             empty = np.bincount(ex_row[per_ex == 0], minlength=len(b.lengths)) > 0
             out.append(_rows("seq_lengths", empty & (per_row > 0), "an example in this row trains no token"))
         self.totals.trained_tokens += int(labels.sum())
