@@ -113,7 +113,8 @@ class Problem:
 
     def line(self) -> str:
         """``data-00000-of-00001.arrow: row 17 (qa.jsonl:18): target_ids[5]: is 11, neither ...``."""
-        parts = [p for p in (self.shard,) if p]
+        # A problem of the whole build (counts, tokenizer, inputs) is named by its check.
+        parts = [self.shard] if self.shard else [self.check] if self.row is None else []
         if self.row is not None:
             parts.append(f"row {self.row}" + (f" ({self.source})" if self.source else ""))
         if self.column is not None:
@@ -186,7 +187,7 @@ def verify_build(
     report.checks.append("files")
     present = _check_files(build, report)
     report.checks += ["schema", "rows", "counts"]
-    _check_rows(build, present, report)
+    rows_sha256 = _check_rows(build, present, report)
     if tokenizer is not None:
         report.checks.append("tokenizer")
         _check_tokenizer(build, tokenizer, report)
@@ -194,7 +195,7 @@ def verify_build(
         from sftprep.rebuild import compare_rebuild  # imports the whole build machinery
 
         report.checks.append("sources")
-        for problem, count in compare_rebuild(build, tokenizer, say):
+        for problem, count in compare_rebuild(build, rows_sha256, tokenizer, say):
             report.add(problem, count)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -302,7 +303,8 @@ def shard_batches(reader: pa.ipc.RecordBatchStreamReader) -> Iterator[pa.RecordB
         raise InputError(f"damaged (cut short or overwritten?): {exc}") from None
 
 
-def _check_rows(build: Build, shards: list[dict[str, Any]], report: VerifyReport) -> None:
+def _check_rows(build: Build, shards: list[dict[str, Any]], report: VerifyReport) -> str | None:
+    """Check every readable row; return the rows' content_sha256 (None when some could not be read)."""
     manifest = build.manifest
     checker = RowChecker(Layout.of(manifest))
     digest: RowDigest | None = None
@@ -340,8 +342,10 @@ def _check_rows(build: Build, shards: list[dict[str, Any]], report: VerifyReport
                     shard=name,
                 )
             )
-    if complete:
-        _check_totals(manifest, checker, digest, report)
+    if not complete:
+        return None
+    _check_totals(manifest, checker, digest, report)
+    return digest.hexdigest() if digest is not None else None
 
 
 def _source(batch: pa.RecordBatch, row: int) -> str | None:

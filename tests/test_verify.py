@@ -140,6 +140,10 @@ def test_a_label_moved_by_one_position_is_named(qa_copy):
                for line in lines), lines  # fmt: skip
     assert any("sha256 differs" in line for line in lines)
     assert "problem" in result.stderr
+    # The rebuild compares against the rows as they are, not as the manifest recorded them.
+    sources = _run("verify", str(qa_copy), "--sources").stdout.splitlines()
+    assert any(line.startswith(f"{shard.name}: row 7: target_ids[") and line.endswith("the rebuild -100")
+               for line in sources), sources  # fmt: skip
 
 
 def test_a_self_consistent_mask_off_by_one_needs_sources(qa_copy):
