@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
 from sftprep import BuildConfig, run_build
 from sftprep.cli import cli
@@ -263,3 +264,18 @@ def test_no_manifest_is_an_io_error(tmp_path):
     result = _run("verify", str(tmp_path / "half"))
     assert result.exit_code == EXIT_IO
     assert "no manifest.json" in result.output
+
+
+def test_a_build_in_object_storage(tmp_path, s3):  # noqa: F811 - the s3 fixture
+    data = s3.put("in/qa.jsonl", (Path(__file__).parents[1] / "sample_data" / "qa.jsonl").read_bytes())
+    result = _run("build", data, "-t", "qa", "-o", s3.url("out"), "-q")
+    assert result.exit_code == 0, result.output
+    result = _run("verify", s3.url("out"), "--sources")
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.stderr
+    local = _build(tmp_path / "local", data, None, template="qa")
+    assert _run("diff", s3.url("out"), str(local)).exit_code == 0
+    s3.put("in/qa.jsonl", b'{"question": "changed", "answer": "yes"}\n')
+    result = _run("verify", s3.url("out"), "--sources")
+    assert result.exit_code == EXIT_PROBLEMS
+    assert f"sources: input {data} changed since the build" in result.stdout
