@@ -27,7 +27,7 @@ from sftprep.arrays import ranges, to_numpy
 from sftprep.build import run_build
 from sftprep.config import BuildConfig
 from sftprep.errors import SftprepError
-from sftprep.verify import Build, Problem, open_shard, sha256_of, shard_batches
+from sftprep.verify import Build, Problem, open_shard, row_source, sha256_of, shard_batches
 
 __all__ = ["compare_rebuild", "rebuild_config"]
 
@@ -162,7 +162,13 @@ def _row_problems(directory, manifest, rebuilt, again) -> Iterator[tuple[Problem
             for row, column, position, message in differences(mine, theirs):
                 yield (
                     Problem(
-                        "sources", message, shard=shard, row=start + row, column=column, position=position
+                        "sources",
+                        message,
+                        shard=shard,
+                        row=start + row,
+                        column=column,
+                        position=position,
+                        source=row_source(mine, row),
                     ),
                     1,
                 )

@@ -326,7 +326,7 @@ def _check_rows(build: Build, shards: list[dict[str, Any]], report: VerifyReport
                         pos = None if finding.positions is None else int(finding.positions[k])
                         detail = finding.details[k] if k < len(finding.details) else finding.message
                         problem = Problem("rows", detail, shard=name, row=report.rows + row, column=finding.column,
-                                          position=pos, source=_source(batch, row))  # fmt: skip
+                                          position=pos, source=row_source(batch, row))  # fmt: skip
                         report.add(problem)
                 report.rows += batch.num_rows
         except SftprepError as exc:
@@ -348,7 +348,8 @@ def _check_rows(build: Build, shards: list[dict[str, Any]], report: VerifyReport
     return digest.hexdigest() if digest is not None else None
 
 
-def _source(batch: pa.RecordBatch, row: int) -> str | None:
+def row_source(batch: pa.RecordBatch, row: int) -> str | None:
+    """``file:line`` of a row of a batch (a packed row's first example), for problem lines."""
     try:
         file, line = batch.column("source_file")[row].as_py(), batch.column("source_line")[row].as_py()
     except (KeyError, IndexError):

@@ -143,7 +143,7 @@ def test_a_label_moved_by_one_position_is_named(qa_copy):
     assert "problem" in result.stderr
     # The rebuild compares against the rows as they are, not as the manifest recorded them.
     sources = _run("verify", str(qa_copy), "--sources").stdout.splitlines()
-    assert any(line.startswith(f"{shard.name}: row 7: target_ids[") and line.endswith("the rebuild -100")
+    assert any(line.startswith(f"{shard.name}: row 7 (") and ": target_ids[" in line and line.endswith("the rebuild -100")
                for line in sources), sources  # fmt: skip
 
 
