@@ -271,6 +271,9 @@ def _terminate(signum, frame) -> None:
 
 from sftprep.cli_inspect import inspect  # noqa: E402
 from sftprep.cli_merge import merge  # noqa: E402
+from sftprep.cli_verify import diff, verify  # noqa: E402
 
 cli.add_command(inspect)
 cli.add_command(merge)
+cli.add_command(verify)
+cli.add_command(diff)
