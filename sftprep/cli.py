@@ -28,6 +28,7 @@ from sftprep.errors import (
     SftprepError,
     Terminated,
 )
+from sftprep.exports import FORMATS
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, PAD_TO_CHOICES
 from sftprep.templates import load_template, parse_assignments, shipped_templates
@@ -154,6 +155,9 @@ def cli(debug: bool) -> None:
               help="Build one of N disjoint slices of the records (for job arrays); see `sftprep merge`.")  # fmt: skip
 @click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True, metavar="I",
               help="Which slice to build, 0 to N-1.")  # fmt: skip
+@click.option("--output-format", type=click.Choice(FORMATS), default="arrow", show_default=True,
+              help="arrow (datasets.load_from_disk), parquet (+ dataset card), mds (MosaicML streaming) "
+              "or megatron (indexed .bin/.idx); see `sftprep export`.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -> None:
@@ -299,8 +303,10 @@ def _run(invoke: Callable[[], Any], debug: bool) -> int:
         return EXIT_INTERNAL
 
 
+from sftprep.cli_export import export  # noqa: E402
 from sftprep.cli_inspect import inspect  # noqa: E402
 from sftprep.cli_merge import merge  # noqa: E402
 
 cli.add_command(inspect)
 cli.add_command(merge)
+cli.add_command(export)
