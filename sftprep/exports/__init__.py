@@ -15,6 +15,7 @@ from sftprep.exports.base import (
     output_format_problems,
     require,
     write_format,
+    write_splits,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "output_format_problems",
     "require",
     "write_format",
+    "write_splits",
 ]

@@ -16,7 +16,7 @@ Layout of a build in format F (``parquet``, ``mds`` or ``megatron``)::
 
     dest/
       train/...            the split's files in format F (one folder per split)
-      schema.arrow         the rows' Arrow schema with sftprep's metadata (an empty IPC stream)
+      schema.arrows        the rows' Arrow schema with sftprep's metadata (an empty IPC stream)
       card.json            the dataset card's facts (counts, tokens, lengths, provenance)
       README.md            parquet only: the Hugging Face dataset card
       length_histogram.png parquet only: linked from README.md
@@ -45,7 +45,7 @@ from sftprep.errors import ConfigError, InputError
 FORMATS = ("arrow", "parquet", "mds", "megatron")
 EXPORT_FORMATS = FORMATS[1:]
 DEFAULT_SPLIT = "train"
-SCHEMA_FILE = "schema.arrow"
+SCHEMA_FILE = "schema.arrows"  # an Arrow IPC stream; not *.arrow, which names data shards
 CARD_FILE = "card.json"
 MANIFEST = "manifest.json"
 # format -> (the extra that installs its writer, the modules it needs)
@@ -194,6 +194,54 @@ def sha256_of(path: Path) -> str:
     return sha256_file(path)
 
 
+def write_splits(
+    target: Path,
+    manifest: dict[str, Any],
+    schema: pa.Schema,
+    rows: dict[str, Iterable[pa.RecordBatch]],
+    fmt: str,
+) -> dict[str, Any]:
+    """Write each split's rows in format ``fmt`` (a folder each), the schema and the card.
+
+    A build with several splits is one call here with one entry per split; each
+    split is one call of the format's ``write_split``. The manifest itself is
+    not written (the caller writes it last).
+
+    Args:
+        target: the output directory.
+        manifest: the Arrow build's manifest (provenance and counts for the card).
+        schema: the rows' schema, with sftprep's metadata.
+        rows: split name -> its record batches, in order.
+        fmt: ``parquet``, ``mds`` or ``megatron``.
+
+    Returns:
+        The new manifest: ``manifest`` with ``output_format`` and ``shards`` (the
+        format's files, each with its split, rows, bytes and sha256).
+    """
+    from sftprep.exports import card
+
+    module = writer_module(fmt)
+    target = Path(target)
+    shard_bytes = int((manifest.get("config") or {}).get("shard_size") or 256 * 2**20)
+    stats = card.CardStats(schema)
+    files: list[dict[str, Any]] = []
+    for split, batches in rows.items():
+        counted = stats.feed(split, batches)
+        for name, count in module.write_split(target, split, schema, counted, shard_bytes):
+            path = target / name
+            files.append({"filename": name, "split": split, "num_rows": count,
+                          "num_bytes": path.stat().st_size, "sha256": sha256_of(path)})  # fmt: skip
+    _write_schema(target / SCHEMA_FILE, schema)
+    new = dict(manifest, output_format=fmt, shards=files)
+    facts = card.facts(new, stats)
+    _write_json(target / CARD_FILE, facts)
+    if fmt == "parquet":
+        described = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
+        features = {name: described[name] for name in schema.names if name in described}
+        card.write_card(target, facts, features)
+    return new
+
+
 def write_format(source: Path, target: Path, manifest: dict[str, Any], fmt: str) -> dict[str, Any]:
     """Write the Arrow build in ``source`` as format ``fmt`` into ``target``; return its manifest.
 
@@ -208,35 +256,16 @@ def write_format(source: Path, target: Path, manifest: dict[str, Any], fmt: str)
         fmt: ``parquet``, ``mds`` or ``megatron``.
 
     Returns:
-        The new manifest: the old one with ``output_format`` and ``shards`` (the
-        format's files, each with its split, rows, bytes and sha256).
+        The new manifest (see :func:`write_splits`).
     """
-    from sftprep.exports import card
-
-    module = writer_module(fmt)
     if output_format(manifest) != "arrow":
         raise ConfigError(
             f"{source} is already in the {output_format(manifest)} format; export from an Arrow build"
         )
     source, target = Path(source), Path(target)
     schema = read_schema(source, manifest)
-    shard_bytes = int((manifest.get("config") or {}).get("shard_size") or 256 * 2**20)
-    stats = card.CardStats(schema)
-    files: list[dict[str, Any]] = []
-    for split in splits(manifest):
-        batches = stats.feed(split, split_batches(source, manifest, split))
-        for name, rows in module.write_split(target, split, schema, batches, shard_bytes):
-            path = target / name
-            files.append({"filename": name, "split": split, "num_rows": rows,
-                          "num_bytes": path.stat().st_size, "sha256": sha256_of(path)})  # fmt: skip
-    _write_schema(target / SCHEMA_FILE, schema)
-    new = dict(manifest, output_format=fmt, shards=files)
-    facts = card.facts(new, stats)
-    _write_json(target / CARD_FILE, facts)
-    if fmt == "parquet":
-        described = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
-        features = {name: described[name] for name in schema.names if name in described}
-        card.write_card(target, facts, features)
+    rows = {split: split_batches(source, manifest, split) for split in splits(manifest)}
+    new = write_splits(target, manifest, schema, rows, fmt)
     if source == target:
         for shard in manifest["shards"]:
             (source / shard["filename"]).unlink()
@@ -290,9 +319,3 @@ def export_build(source: str | Path, dest: str | Path, fmt: str, overwrite: bool
         new = write_format(source, staged.path, manifest, fmt)
         staged.commit()
     return new
-
-
-def iter_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """Batches cast to ``schema`` (readers that lose the exact types get them back here)."""
-    for batch in batches:
-        yield batch if batch.schema.equals(schema) else batch.cast(schema)

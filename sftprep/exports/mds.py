@@ -6,7 +6,7 @@ ids, ``ndarray:int8`` masks), so a sample comes back from
 as NumPy arrays, ready to be tensors. Other columns map to MDS scalar encodings;
 Arrow types MDS has no encoding for are stored in the nearest one (booleans as
 ``uint8``, lists of strings as ``json``) and turned back by :func:`read_split`
-with the schema in ``schema.arrow``. The card's facts are in the sidecar
+with the schema in ``schema.arrows``. The card's facts are in the sidecar
 ``card.json`` next to the split folders.
 """
 
