@@ -198,20 +198,41 @@ def test_megatron_is_read_by_indexed_dataset(arrow_build, tmp_path, kind):
     out = tmp_path / "megatron"
     export_build(arrow_build(kind), out, "megatron")
     table = _arrow_table(arrow_build(kind))
-    token_columns = [
+    columns = [
         f.name for f in table.schema if pa.types.is_list(f.type) and pa.types.is_integer(f.type.value_type)
     ]
-    assert "input_ids" in token_columns and (
-        {"labels"} <= set(token_columns) or {"loss_mask", "target_ids"} <= set(token_columns)
-    )
-    for name in token_columns:
-        dataset = IndexedDataset(str(out / "train" / name))
+    files = {name: "sft_text_document" if name == "input_ids" else name for name in columns}
+    for name, stem in files.items():
+        dataset = IndexedDataset(str(out / "train" / stem))
         assert len(dataset) == table.num_rows
         assert len(dataset.document_indices) == table.num_rows + 1  # one document per row
         for i, expected in enumerate(table.column(name).to_pylist()):
             assert dataset[i].tolist() == expected, (name, i)
     rest = pq.read_table(out / "train" / "metadata.parquet")
     assert rest.equals(table.select(rest.column_names))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_megatron_loss_mask_document_trains_exactly_the_trained_tokens(arrow_build, tmp_path, kind):
+    """SFT loaders weight the loss on text[1:] with mask[1:]: the mask must flag each trained token."""
+    _needs("megatron")
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    out = tmp_path / "megatron"
+    export_build(arrow_build(kind), out, "megatron")
+    text = IndexedDataset(str(out / "train" / "sft_text_document"))
+    mask = IndexedDataset(str(out / "train" / "sft_loss_mask_document"))
+    assert len(mask) == len(text) and mask[0].dtype == np.uint8
+    rows = _arrow_table(arrow_build(kind)).to_pylist()
+    for i, row in enumerate(rows):
+        ids, flags = text[i], mask[i]
+        assert len(flags) == len(ids) and flags[0] == 0
+        if "labels" in row:  # HF labels: the trained tokens are the labels that are not -100
+            trained = [t for t in row["labels"] if t != -100]
+        else:  # shifted: the trained targets
+            trained = [t for t, m in zip(row["target_ids"], row["loss_mask"], strict=True) if m]
+        assert ids[flags == 1].tolist() == trained, i
+        assert int(flags.sum()) == row["num_trained_tokens"] > 0
 
 
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
@@ -245,7 +266,7 @@ def test_splits_are_folders_read_by_the_format_reader(arrow_build, tmp_path, fmt
     else:
         from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-        assert len(IndexedDataset(str(out / "validation" / "input_ids"))) == 610
+        assert len(IndexedDataset(str(out / "validation" / "sft_text_document"))) == 610
 
 
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)

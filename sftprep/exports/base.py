@@ -34,7 +34,7 @@ import importlib
 import importlib.util
 import json
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +135,14 @@ def splits(manifest: dict[str, Any]) -> list[str]:
 
 
 def read_arrow_shard(path: Path) -> Iterator[pa.RecordBatch]:
-    """One Arrow stream shard's record batches, memory-mapped."""
+    """One Arrow stream shard's record batches, read one at a time.
+
+    Read, not memory-mapped: each batch is freed once the writers are done
+    with it, so an export's resident memory does not grow with the shard.
+    """
     try:
-        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
-        yield from reader
+        with pa.OSFile(str(path)) as source:
+            yield from pa.ipc.open_stream(source)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: cannot read Arrow shard: {exc}") from None
 
@@ -198,7 +202,7 @@ def write_splits(
     target: Path,
     manifest: dict[str, Any],
     schema: pa.Schema,
-    rows: dict[str, Iterable[pa.RecordBatch]],
+    rows: Mapping[str, Iterable[pa.RecordBatch]],
     fmt: str,
 ) -> dict[str, Any]:
     """Write each split's rows in format ``fmt`` (a folder each), the schema and the card.
@@ -264,7 +268,9 @@ def write_format(source: Path, target: Path, manifest: dict[str, Any], fmt: str)
         )
     source, target = Path(source), Path(target)
     schema = read_schema(source, manifest)
-    rows = {split: split_batches(source, manifest, split) for split in splits(manifest)}
+    rows: dict[str, Iterable[pa.RecordBatch]] = {
+        s: split_batches(source, manifest, s) for s in splits(manifest)
+    }
     new = write_splits(target, manifest, schema, rows, fmt)
     if source == target:
         for shard in manifest["shards"]:

@@ -1,18 +1,24 @@
-"""Megatron: megatron-core's indexed dataset format, one ``.bin``/``.idx`` pair per token column.
+"""Megatron: megatron-core's indexed dataset format (``.bin``/``.idx``), one document per row.
 
 Per split folder, every column of integer lists becomes its own indexed
-dataset, written with megatron-core's ``IndexedDatasetBuilder``, one document
-per row, in the column's own dtype::
+dataset, written with megatron-core's ``IndexedDatasetBuilder`` in the
+column's own dtype, and the rest of the columns go to a Parquet file::
 
-    train/input_ids.bin   train/input_ids.idx     token ids (what Megatron calls the text document)
-    train/loss_mask.bin   train/loss_mask.idx     --labels shifted: 1 where target_ids[i] is trained
-    train/target_ids.bin  train/target_ids.idx    --labels shifted: the next token
-    train/labels.bin      train/labels.idx        --labels hf: ids, -100 where not trained
-    train/metadata.parquet                        the other columns (source_file, source_line, ...)
+    train/sft_text_document.{bin,idx}       input_ids (Megatron's "text document")
+    train/sft_loss_mask_document.{bin,idx}  uint8, 1 where the token AT this position is trained
+    train/target_ids.{bin,idx}, loss_mask.{bin,idx}   --labels shifted, verbatim
+    train/labels.{bin,idx}                  --labels hf, verbatim
+    train/metadata.parquet                  the other columns (source_file, source_line, ...)
 
-Row ``i`` of every dataset is row ``i`` of the build, so a loader reads
-``IndexedDataset("out/train/input_ids")[i]`` with the mask (or labels) from
-the second dataset at the same index.
+Row ``i`` of every dataset is row ``i`` of the build. The pair
+``sft_text_document`` / ``sft_loss_mask_document`` is the layout of
+Megatron-based SFT loaders that take the loss mask from a second indexed
+dataset next to the text (``--data-path .../train/sft_text_document`` with
+FlagScale's ``--apply-sft-dataset-separated-loss-mask-if-existed``): they
+predict ``text[1:]`` from ``text[:-1]`` and weight the loss with
+``mask[1:]``, so the mask is per token, not per target. Worked example
+(shifted labels): ``input_ids [5, 6, 7, 8]``, ``loss_mask [0, 1, 1, 0]``
+(targets 7 and 8 trained) -> ``sft_loss_mask_document [0, 0, 1, 1]``.
 """
 
 from __future__ import annotations
@@ -28,8 +34,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sftprep.errors import InputError
+from sftprep.labels import IGNORE_INDEX
 
 METADATA = "metadata.parquet"
+TEXT = "sft_text_document"
+LOSS_MASK = "sft_loss_mask_document"
+
+
+def _stem(column: str) -> str:
+    """The file name (without .bin/.idx) of a token column's indexed dataset."""
+    return TEXT if column == "input_ids" else column
+
+
+def token_mask(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-token "this token is trained" flags of a batch, and its row offsets (None: exploded rows).
+
+    Shifted rows: ``loss_mask[i]`` trains ``target_ids[i] == input_ids[i + 1]``, so the
+    flag of token ``j`` is ``loss_mask[j - 1]`` (0 for a row's first token). HF rows:
+    the flag of token ``j`` is ``labels[j] != -100``.
+    """
+    names = batch.schema.names
+    if "labels" in names:
+        column = batch.column("labels")
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        flags = (values != IGNORE_INDEX).astype(np.uint8)
+    elif "loss_mask" in names:
+        column = batch.column("loss_mask")
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        flags = np.zeros(len(values), np.uint8)
+        flags[1:] = values[:-1]
+    else:
+        return None
+    offsets = column.offsets.to_numpy() - column.offsets[0].as_py()
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    flags[starts] = 0  # a row's first token is predicted from nothing
+    return flags, offsets
 
 
 def _indexed_dataset():
@@ -71,10 +110,13 @@ def write_split(
     tokens = token_columns(schema)
     rest = pa.schema([f for f in schema if f.name not in tokens], metadata=schema.metadata)
     builders = {
-        name: IndexedDatasetBuilder(str(folder / f"{name}.bin"),
+        name: IndexedDatasetBuilder(str(folder / f"{_stem(name)}.bin"),
                                     dtype=schema.field(name).type.value_type.to_pandas_dtype())
         for name in tokens
     }  # fmt: skip
+    masks = None
+    if "labels" in schema.names or "loss_mask" in schema.names:
+        masks = IndexedDatasetBuilder(str(folder / f"{LOSS_MASK}.bin"), dtype=np.uint8)
     rows = 0
     with pq.ParquetWriter(folder / METADATA, rest) as metadata:
         for batch in batches:
@@ -84,12 +126,18 @@ def write_split(
                 offsets = column.offsets.to_numpy() - column.offsets[0].as_py()
                 for a, b in itertools.pairwise(offsets):
                     builder.add_document(values[a:b], [int(b - a)])
+            flags = token_mask(batch)
+            if masks is not None and flags is not None:
+                for a, b in itertools.pairwise(flags[1]):
+                    masks.add_document(flags[0][a:b], [int(b - a)])
             metadata.write_batch(batch.select(rest.names))
             rows += batch.num_rows
+    if masks is not None:
+        builders[LOSS_MASK] = masks
     files = []
     for name, builder in builders.items():
-        builder.finalize(str(folder / f"{name}.idx"))
-        files += [(f"{split}/{name}.bin", rows), (f"{split}/{name}.idx", rows)]
+        builder.finalize(str(folder / f"{_stem(name)}.idx"))
+        files += [(f"{split}/{_stem(name)}.bin", rows), (f"{split}/{_stem(name)}.idx", rows)]
     return [*files, (f"{split}/{METADATA}", rows)]
 
 
@@ -99,7 +147,7 @@ def read_split(directory: Path, split: str, schema: pa.Schema) -> Iterator[pa.Re
 
     folder = Path(directory) / split
     try:
-        datasets = {name: IndexedDataset(str(folder / name)) for name in token_columns(schema)}
+        datasets = {name: IndexedDataset(str(folder / _stem(name))) for name in token_columns(schema)}
         metadata = pq.ParquetFile(folder / METADATA)
     except (OSError, ValueError, AssertionError) as exc:
         raise InputError(f"{folder}: cannot read the megatron files: {exc}") from None
