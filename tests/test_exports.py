@@ -340,3 +340,18 @@ def test_card_example_in_docs_is_current(tmp_path, monkeypatch):
     run_build(config)
     for name in ("README.md", "length_histogram.png", "card.json"):
         assert (out / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
+
+
+def test_merge_refuses_slices_in_another_format(tmp_path):
+    _needs("parquet")
+    from sftprep.errors import ConfigError
+    from sftprep.merge import merge_builds
+
+    parts = []
+    for index in range(2):
+        out = tmp_path / f"part-{index}"
+        run_build(_config("sequence", out, num_shards=2, shard_index=index, output_format="parquet"))
+        parts.append(str(out))
+    with pytest.raises(ConfigError, match="export the merged build"):
+        merge_builds(parts, str(tmp_path / "merged"))
+    assert not (tmp_path / "merged").exists()
