@@ -25,6 +25,9 @@ from sftprep.errors import ConfigError, InputError
 _SCALARS = {pa.int8(): "int8", pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64",
             pa.bool_(): "uint8", pa.string(): "str", pa.float32(): "float32", pa.float64(): "float64"}  # fmt: skip
 _READ_BATCH = 4096
+# MDSWriter holds a whole shard in memory (as one bytes object per sample) until it
+# is full, so shards are capped at streaming's own default size to keep memory flat.
+MAX_SHARD_BYTES = 1 << 26
 
 
 def encoding(arrow_type: pa.DataType) -> str:
@@ -71,7 +74,7 @@ def write_split(
     folder = Path(target) / split
     columns = {f.name: encoding(f.type) for f in schema}
     rows = 0
-    with MDSWriter(columns=columns, out=str(folder), size_limit=shard_bytes) as writer:
+    with MDSWriter(columns=columns, out=str(folder), size_limit=min(shard_bytes, MAX_SHARD_BYTES)) as writer:
         for batch in batches:
             values = [_column_values(c) for c in batch.columns]
             for row in zip(*values, strict=True):
