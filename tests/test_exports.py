@@ -22,6 +22,7 @@ from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
 from sftprep.build import BuildConfig, run_build
 from sftprep.cli import cli
+from sftprep.errors import ConfigError
 from sftprep.exports import EXPORT_FORMATS, export_build, open_batches, write_splits
 from sftprep.exports.base import EXTRAS, read_manifest, read_schema, split_batches
 
@@ -344,7 +345,6 @@ def test_card_example_in_docs_is_current(tmp_path, monkeypatch):
 
 def test_merge_refuses_slices_in_another_format(tmp_path):
     _needs("parquet")
-    from sftprep.errors import ConfigError
     from sftprep.merge import merge_builds
 
     parts = []
@@ -355,3 +355,33 @@ def test_merge_refuses_slices_in_another_format(tmp_path):
     with pytest.raises(ConfigError, match="export the merged build"):
         merge_builds(parts, str(tmp_path / "merged"))
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"mode": "exploded", "max_length": 64}, {"labels": "hf", "max_length": 256, "pad_to": "max-length"},
+     {"pack": True, "max_length": 512, "pad_to": "max-length"}],
+    ids=["exploded", "padded-hf", "packed-padded"],
+)  # fmt: skip
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+def test_every_kind_of_row_round_trips(tmp_path, fmt, options, monkeypatch):
+    _needs(fmt)
+    monkeypatch.chdir(ROOT)
+    arrow = tmp_path / "arrow"
+    tokenizer = str(shared_path("tokenizers", "gpt2"))
+    run_build(
+        BuildConfig(inputs=("sample_data/qa.jsonl",), output=str(arrow), tokenizer=tokenizer, **options)
+    )
+    export_build(arrow, tmp_path / fmt, fmt)
+    schema, batches = open_batches(tmp_path / fmt)
+    assert pa.Table.from_batches(list(batches), schema).equals(_arrow_table(arrow), check_metadata=True)
+
+
+def test_export_reads_a_build_on_object_storage(arrow_build, tmp_path, s3):
+    _needs("parquet")
+    s3.fs.put(str(arrow_build("sequence")) + "/", s3.url("arrow").removeprefix("s3://"), recursive=True)
+    export_build(s3.url("arrow"), tmp_path / "p", "parquet")
+    export_build(arrow_build("sequence"), tmp_path / "q", "parquet")
+    assert _files(tmp_path / "p") == _files(tmp_path / "q")
+    with pytest.raises(ConfigError, match="export writes to a local directory"):
+        export_build(arrow_build("sequence"), s3.url("p"), "parquet")

@@ -34,6 +34,7 @@ import importlib
 import importlib.util
 import json
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -306,22 +307,31 @@ def export_build(source: str | Path, dest: str | Path, fmt: str, overwrite: bool
 
     The result is byte-identical to building directly with ``--output-format fmt``.
 
+    ``source`` may be a URL (``s3://bucket/out``): the build is downloaded to a
+    temporary directory first. ``dest`` is a local directory.
+
     Raises:
-        ConfigError: an unknown format, ``dest`` exists without ``overwrite``, or
-            the source is not an Arrow build.
+        ConfigError: an unknown format, ``dest`` exists without ``overwrite`` or is
+            a URL, or the source is not an Arrow build.
         MissingExtra: the format's extra is not installed.
         InputError: ``source`` is not a complete build.
     """
+    from sftprep import storage
     from sftprep.writer import StagedOutput
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"--to must be one of {', '.join(EXPORT_FORMATS)}")
     require(fmt)
-    source = Path(source)
+    if storage.is_url(str(dest)) and storage.local_path(str(dest)) is None:
+        raise ConfigError(f"export writes to a local directory, not {dest} (export there, then upload it)")
+    if storage.is_url(str(source)) and storage.local_path(str(source)) is None:
+        with tempfile.TemporaryDirectory(prefix="sftprep-export-") as scratch:
+            return export_build(storage.fetch_build(str(source), scratch), dest, fmt, overwrite)
+    source = Path(storage.local_path(str(source)) or source)
     manifest = read_manifest(source)
     if Path(dest).resolve() == source.resolve():
         raise ConfigError("the export's destination must not be the build it reads")
-    with StagedOutput(dest, overwrite=overwrite) as staged:
+    with StagedOutput(storage.local_path(str(dest)) or dest, overwrite=overwrite) as staged:
         new = write_format(source, staged.path, manifest, fmt)
         staged.commit()
     return new
