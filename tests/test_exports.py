@@ -385,3 +385,14 @@ def test_export_reads_a_build_on_object_storage(arrow_build, tmp_path, s3):
     assert _files(tmp_path / "p") == _files(tmp_path / "q")
     with pytest.raises(ConfigError, match="export writes to a local directory"):
         export_build(arrow_build("sequence"), s3.url("p"), "parquet")
+
+
+@pytest.mark.parametrize(("fmt", "pattern"), [("parquet", "*.parquet"), ("mds", "*.mds")])
+def test_shard_size_cuts_several_files_read_in_order(tmp_path, fmt, pattern):
+    _needs(fmt)
+    arrow = tmp_path / "arrow"
+    run_build(_config("sequence", arrow, shard_size=64 * 1024))
+    export_build(arrow, tmp_path / fmt, fmt)
+    assert len(list((tmp_path / fmt / "train").glob(pattern))) > 1
+    schema, batches = open_batches(tmp_path / fmt)
+    assert pa.Table.from_batches(list(batches), schema).equals(_arrow_table(arrow))
