@@ -225,8 +225,10 @@ def _summary(result: BuildResult) -> None:
     rows = f"{c['rows_written']:,} rows" + (
         f" from {c['examples_written']:,} examples" if c["rows_written"] != c["examples_written"] else ""
     )
+    fmt = result.manifest.get("output_format") or "arrow"  # issue 19: other formats count files
+    where = f"{shards} shard{'s' * (shards != 1)}" if fmt == "arrow" else f"{fmt}, {shards} files"
     _say(
-        f"wrote {rows} to {result.output} ({shards} shard{'s' * (shards != 1)}): "
+        f"wrote {rows} to {result.output} ({where}): "
         f"{c['tokens']:,} tokens, {c['trained_tokens']:,} trained ({trained:.1%})"
     )
     skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "none"
