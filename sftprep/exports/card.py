@@ -192,7 +192,10 @@ def _body(f: dict[str, Any]) -> str:
     lines += ["", "Examples per source file:", "", "| split | source | examples |", "|---|---|---|"]
     for name, s in f["splits"].items():
         lines += [f"| {name} | `{src}` | {n} |" for src, n in s["sources"].items()]
-    lines += ["", "## Row lengths", "", f"![length histogram]({HISTOGRAM})", ""]
+    lines += ["", "## Row lengths", "", f"![length histogram]({HISTOGRAM})", "",
+              "## Loading", "", "```python", "from datasets import load_dataset",
+              'ds = load_dataset("path/to/this/folder")  # the YAML header above names the files',
+              "```", ""]  # fmt: skip
     return "\n".join(lines)
 
 
