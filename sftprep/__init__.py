@@ -29,6 +29,8 @@ _EXPORTS = {
     "SftprepError": "sftprep.errors",
     "TemplateError": "sftprep.errors",
     "TokenizerError": "sftprep.errors",
+    "export_build": "sftprep.exports",
+    "open_batches": "sftprep.exports",
     "IGNORE_INDEX": "sftprep.labels",
     "InputFile": "sftprep.readers",
     "Record": "sftprep.readers",

@@ -44,6 +44,7 @@ from sftprep.errors import (
     SftprepError,
     counted,
 )
+from sftprep.exports import convert_staged
 from sftprep.labels import IGNORE_INDEX, schema_for
 from sftprep.packing import (
     Packer,
@@ -308,6 +309,8 @@ def run_build(
         if info.added_markers:
             info.tokenizer.save(str(staged.path / "tokenizer.json"))
         write_json(staged.path / MANIFEST, manifest)
+        if config.output_format != "arrow":  # the complete Arrow build, converted before it is committed
+            manifest = convert_staged(staged.path, config.output_format)
         staged.commit()
     local = storage.local_path(config.output)
     return BuildResult(Path(local) if local is not None else config.output, manifest)
@@ -556,6 +559,7 @@ def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
         }
     return {
         "format": MANIFEST_FORMAT,
+        "output_format": "arrow",
         "sftprep_version": __version__,
         "config": config.recorded(),
         "label_convention": json.loads(stream.schema.metadata[b"sftprep"]),

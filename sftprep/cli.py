@@ -21,6 +21,7 @@ from sftprep.chat import TRAIN_ON, TURNS
 from sftprep.cli_errors import Group, say
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import Terminated, counted
+from sftprep.exports import FORMATS
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, PAD_TO_CHOICES
 from sftprep.templates import load_template, parse_assignments, shipped_templates
@@ -141,6 +142,9 @@ def cli(debug: bool) -> None:
               help="Build one of N disjoint slices of the records (for job arrays); see `sftprep merge`.")  # fmt: skip
 @click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True, metavar="I",
               help="Which slice to build, 0 to N-1.")  # fmt: skip
+@click.option("--output-format", type=click.Choice(FORMATS), default="arrow", show_default=True,
+              help="arrow (datasets.load_from_disk), parquet (+ dataset card), mds (MosaicML streaming) "
+              "or megatron (indexed .bin/.idx); see `sftprep export`.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -> None:
@@ -210,8 +214,10 @@ def _summary(result: BuildResult) -> None:
         if c["rows_written"] != c["examples_written"]
         else ""
     )
+    fmt = result.manifest.get("output_format") or "arrow"  # other formats count files, not shards
+    where = counted(shards, "shard") if fmt == "arrow" else f"{fmt}, {counted(shards, 'file')}"
     say(
-        f"wrote {rows} to {result.output} ({counted(shards, 'shard')}): "
+        f"wrote {rows} to {result.output} ({where}): "
         f"{counted(c['tokens'], 'token')}, {c['trained_tokens']:,} trained ({trained:.1%})"
     )
     skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "none"
@@ -269,6 +275,7 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
+from sftprep.cli_export import export  # noqa: E402
 from sftprep.cli_inspect import inspect  # noqa: E402
 from sftprep.cli_merge import merge  # noqa: E402
 from sftprep.cli_verify import diff, verify  # noqa: E402
@@ -277,3 +284,4 @@ cli.add_command(inspect)
 cli.add_command(merge)
 cli.add_command(verify)
 cli.add_command(diff)
+cli.add_command(export)

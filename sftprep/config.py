@@ -14,6 +14,7 @@ from sftprep.chat import TRAIN_ON, TURNS
 from sftprep.chat_formats import DEFAULT_ROLES
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES
 from sftprep.errors import ConfigError
+from sftprep.exports.base import output_format_problems
 from sftprep.labels import LABEL_STYLES, MODES
 from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, packing_problems
 
@@ -70,6 +71,7 @@ class BuildConfig:
     ray_address: str | None = None
     num_shards: int = 1
     shard_index: int = 0
+    output_format: str = "arrow"  # issue 19: sftprep.exports converts the finished Arrow build
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -119,6 +121,7 @@ class BuildConfig:
                 f"{-(-limit // n) * n}: give a --max-length that is a multiple of {n} "
                 f"(e.g. {max(n, limit // n * n)})"
             )
+        problems += output_format_problems(self.output_format, self.output)
         problems += packing_problems(
             self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
         )
@@ -166,6 +169,9 @@ class BuildConfig:
         # None of these change the rows (and a Ray build equals a local one).
         for key in ("output", "overwrite", "workers", "exploded_budget", "engine", "ray_address"):
             data.pop(key)
+        # Recorded as the manifest's "output_format" instead, so that a build in a format
+        # and an export of the Arrow build write the same manifest.
+        data.pop("output_format")
         data["inputs"] = list(self.inputs)
         return data
 

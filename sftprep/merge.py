@@ -95,6 +95,9 @@ def _check(slices: list[_Slice]) -> list[_Slice]:
             problems.append(f"{s.location} is not a slice (it was not built with --num-shards)")
         if (s.manifest.get("packing") or None) is not None:
             problems.append(f"{s.location} is packed; packed builds cannot be merged in input order")
+        if (s.manifest.get("output_format") or "arrow") != "arrow":
+            problems.append(f"{s.location} is in the {s.manifest['output_format']} format: merge the Arrow "
+                            "slices, then export the merged build (sftprep export)")  # fmt: skip
     if problems:
         raise ConfigError("; ".join(problems))
     first = slices[0]

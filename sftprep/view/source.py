@@ -12,7 +12,7 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from tokenizers import Tokenizer
 
-from sftprep import storage
+from sftprep import exports, storage
 from sftprep.build import MANIFEST
 from sftprep.errors import ConfigError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX
@@ -53,6 +53,7 @@ class Rows:
     directory: Path | None = None
     columns: list[str] = field(default_factory=list)
     turns: Turns | None = None
+    opener: Callable[[], Iterator[pa.RecordBatch]] | None = None  # a build in another format
 
     @property
     def mode(self) -> str:
@@ -71,6 +72,9 @@ class Rows:
         """Every record batch, in row order (shards are memory-mapped, nothing is copied)."""
         if self.memory is not None:
             yield from self.memory
+            return
+        if self.opener is not None:
+            yield from self.opener()
             return
         for path in self.shards:
             yield from _read_shard(path)
@@ -123,6 +127,11 @@ def open_rows(path: str | Path) -> Rows:
     p = Path(path)
     if p.is_dir():
         directory, manifest = p, _read_manifest(p / MANIFEST)
+        if manifest and exports.output_format(manifest) != "arrow":
+            schema, _ = exports.open_batches(p)
+            convention = json.loads((schema.metadata or {}).get(b"sftprep", b"{}"))
+            opener = lambda: exports.open_batches(p)[1]  # noqa: E731
+            return Rows(str(p), convention, manifest, directory=p, columns=schema.names, opener=opener)
         shards = [p / s["filename"] for s in manifest["shards"]] if manifest else sorted(p.glob("*.arrow"))
         if not shards:
             raise InputError(f"{p}: no .arrow shards here (is it the output of sftprep build?)")
