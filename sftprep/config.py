@@ -56,6 +56,7 @@ class BuildConfig:
     ray_address: str | None = None
     num_shards: int = 1
     shard_index: int = 0
+    system: str | None = None  # recipes: a system prompt for chat records without one
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -119,6 +120,8 @@ class BuildConfig:
         for key in ("output", "overwrite", "workers", "exploded_budget", "engine", "ray_address"):
             data.pop(key)
         data["inputs"] = list(self.inputs)
+        if self.system is None:  # only recipes set it; a plain build records what it always did
+            data.pop("system")
         return data
 
 
