@@ -379,3 +379,26 @@ def test_bad_recipes_exit_2_with_one_line(tmp_path, name, text, message):
     assert len(lines) == 1 and message in lines[0], lines
     assert str(tmp_path) in lines[0]
     assert not out.exists()
+
+
+def test_inspect_shows_sources_and_selects_one(tmp_path):
+    out = tmp_path / "out"
+    run_recipe(load_recipe(RECIPES / "pairs.toml"), str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    runner = CliRunner()
+    stats = runner.invoke(cli, ["inspect", str(out / "train"), "--stats"])
+    assert stats.exit_code == 0, stats.output
+    table = [line.split() for line in stats.stdout.splitlines() if line.startswith(("qa ", "summarization "))]
+    assert [row[0] for row in table] == ["qa", "summarization"]
+    by_name = {s["name"]: s for s in manifest["sources"]}
+    assert table[1][7] == f"{by_name['summarization']['sampled_out']}"
+    assert table[1][8] == f"{by_name['summarization']['train']['examples']}"
+    chosen = runner.invoke(
+        cli, ["inspect", str(out / "train"), "--source", "translation", "--all", "--format", "json"]
+    )
+    assert chosen.exit_code == 0, chosen.output
+    rows = [json.loads(line) for line in chosen.stdout.splitlines()]
+    assert len(rows) == by_name["translation"]["train"]["examples"]
+    assert {Path(r["source_file"]).name for r in rows} == {"translation.jsonl"}
+    whole = runner.invoke(cli, ["inspect", str(out), "--stats"])
+    assert whole.exit_code == 4 and "a build with splits: inspect" in whole.output

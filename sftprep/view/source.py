@@ -124,6 +124,9 @@ def open_rows(path: str | Path) -> Rows:
     if p.is_dir():
         directory, manifest = p, _read_manifest(p / MANIFEST)
         shards = [p / s["filename"] for s in manifest["shards"]] if manifest else sorted(p.glob("*.arrow"))
+        if not shards and manifest and len(manifest.get("splits") or {}) > 1:
+            splits = " or ".join(str(p / s) for s in manifest["splits"])
+            raise InputError(f"{p}: a build with splits: inspect {splits}")
         if not shards:
             raise InputError(f"{p}: no .arrow shards here (is it the output of sftprep build?)")
     elif p.is_file():

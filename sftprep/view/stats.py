@@ -144,6 +144,8 @@ def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
         "packing": _packing(tally, tokens, manifest.get("packing"), max_length) if rows.packed else None,
         "build_packing": manifest.get("packing"),
         "build_counts": manifest.get("counts"),
+        "sources": manifest.get("sources"),  # a recipe build's per-source counts
+        "splits": {k: None for k in manifest["splits"]} if manifest.get("splits") else None,
         "label_convention": rows.convention,
         "tokenizer": manifest.get("tokenizer"),
     }
@@ -219,6 +221,10 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
             f"truncated {counts['truncated']:,} · boundary adjusted {counts['boundary_adjusted']:,} · "
             f"EOS in text {counts.get('eos_in_text', 0):,} · double BOS {counts.get('double_bos_removed', 0):,}",
         )
+    if stats.get("sources"):
+        from sftprep.recipe_build import source_table
+
+        lines += [Text(line) for line in source_table(stats)]
     conv = stats["label_convention"]
     key = (conv.get("mode", "sequence"), "shifted" if conv.get("mode") == "exploded" else conv.get("labels"))
     add("labels", _CONVENTIONS.get(key, json.dumps(conv)))
