@@ -23,10 +23,11 @@ duplicate, contaminated, in validation, or in train (written ``copies`` times,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -234,14 +235,18 @@ def run_recipe(
         root = Path(staged.path)
         listing = _Listing(root / DUPLICATES)
         try:
-            scans = [_scan(recipe, s, info, dedup, ngrams, listing) for s in recipe.sources]
+            scans = []
+            for source in recipe.sources:
+                with _naming(source):
+                    scans.append(_scan(recipe, source, info, dedup, ngrams, listing))
         finally:
             listing.close()
         work = root / ".sources"
         built = []
         for i, source in enumerate(recipe.sources):
             config = recipe.source_config(source, str(work / str(i)))
-            built.append(run_build(config, log=_prefixed(log, source.name)).manifest)
+            with _naming(source):
+                built.append(run_build(config, log=_prefixed(log, source.name)).manifest)
         assembly = _Assembly(recipe, info, built[0], root)
         for i, source in enumerate(recipe.sources):
             assembly.add(source, scans[i], built[i], work / str(i))
@@ -251,6 +256,15 @@ def run_recipe(
         write_json(root / MANIFEST, manifest)
         staged.commit()
     return BuildResult(Path(output), manifest)
+
+
+@contextlib.contextmanager
+def _naming(source: Source) -> Iterator[None]:
+    """Option problems met while reading a source say which source (record errors name their file)."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"source '{source.name}': {exc}") from None
 
 
 def _prefixed(log: Callable[[str], None], name: str) -> Callable[[str], None]:
