@@ -222,7 +222,8 @@ def _build_recipe(ctx, path, inputs, output, options, allow_changed_inputs, quie
     from click.core import ParameterSource
 
     from sftprep.recipe import load_recipe
-    from sftprep.recipe_build import run_recipe, source_table
+    from sftprep.recipe_build import run_recipe
+    from sftprep.recipe_output import source_table
 
     if inputs:
         raise click.UsageError("with --config, the inputs are the recipe's sources: give no INPUT")

@@ -222,7 +222,7 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
             f"EOS in text {counts.get('eos_in_text', 0):,} · double BOS {counts.get('double_bos_removed', 0):,}",
         )
     if stats.get("sources"):
-        from sftprep.recipe_build import source_table
+        from sftprep.recipe_output import source_table
 
         lines += [Text(line) for line in source_table(stats)]
     conv = stats["label_convention"]
