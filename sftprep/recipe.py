@@ -335,6 +335,8 @@ class _Parser:
             return []
         if not items or not all(isinstance(p, str) and p for p in items):
             raise self.fail(where, f"key '{key}': must be a file name, a glob or a list of them")
+        if "-" in items:  # a recipe reads each source twice (scan, then build): stdin cannot be read twice
+            raise self.fail(where, f"key '{key}': '-' (stdin) cannot be a recipe source; give a file")
         resolved = [p if storage.is_url(p) else os.path.normpath(self.base / p) for p in items]
         try:
             expand_inputs(resolved)
