@@ -402,3 +402,40 @@ def test_inspect_shows_sources_and_selects_one(tmp_path):
     assert {Path(r["source_file"]).name for r in rows} == {"translation.jsonl"}
     whole = runner.invoke(cli, ["inspect", str(out), "--stats"])
     assert whole.exit_code == 4 and "a build with splits: inspect" in whole.output
+
+
+def test_one_source_without_weights_is_the_plain_build_plus_a_source_column(
+    tmp_path, data_path, tokenizer_path
+):
+    from sftprep.build import BuildConfig, run_build
+
+    data = data_path("summarization", "dialogsum.dev.jsonl")
+    recipe = _write(
+        tmp_path / "one.toml", f'tokenizer = "{tokenizer_path("gpt2")}"\n[[sources]]\npath = "{data}"\n'
+    )
+    run_recipe(load_recipe(recipe), str(tmp_path / "mix"))
+    run_build(BuildConfig(inputs=(data,), output=str(tmp_path / "plain"), tokenizer=tokenizer_path("gpt2")))
+    mixed, plain = _table(tmp_path / "mix"), _table(tmp_path / "plain")
+    assert mixed.drop(["source"]).equals(plain)
+    assert set(mixed["source"].to_pylist()) == {"dialogsum.dev"}
+    assert not (tmp_path / "mix" / "dataset_dict.json").exists()
+
+
+def test_a_bad_record_stops_the_build_and_writes_nothing(tmp_path):
+    _write(tmp_path / "good.jsonl", '{"question": "q", "answer": "a"}\n')
+    _write(tmp_path / "bad.jsonl", '{"question": "q2", "answer": "a2"}\n{"question": "q3"\n')
+    recipe = _write(
+        tmp_path / "r.toml", '[[sources]]\npath = "good.jsonl"\n[[sources]]\npath = "bad.jsonl"\n'
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["build", "--config", str(recipe), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "bad.jsonl:2: malformed JSON" in result.output
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    skipped = CliRunner().invoke(
+        cli, ["build", "--config", str(recipe), "-o", str(out), "--on-error", "skip", "-q"]
+    )
+    assert skipped.exit_code == 0, skipped.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["rejected"] for s in manifest["sources"]] == [0, 1]
+    assert json.loads((out / "rejects.jsonl").read_text())["line"] == 2
