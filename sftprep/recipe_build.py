@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from sftprep import storage
-from sftprep.build import MANIFEST, REJECTS, BuildResult, run_build
+from sftprep.build import MANIFEST, REJECTS, BuildConfig, BuildResult, run_build
 from sftprep.chat_formats import detect_format, to_messages
 from sftprep.dedup import ExactDedup, NgramIndex
 from sftprep.errors import ConfigError, InputError, RecordError
@@ -166,9 +166,16 @@ def _check(recipe: Recipe) -> None:
         )
     if problems:
         raise ConfigError(f"{recipe.path}: " + "; ".join(problems))
+    try:  # the build-wide options as a whole (packing, padding), then each source's
+        BuildConfig(inputs=("recipe",), output="-", **options).check()
+    except ConfigError as exc:
+        raise ConfigError(f"{recipe.path}: {exc}") from None
     owner: dict[str, str] = {}
-    for source in recipe.sources:
-        recipe.source_config(source, "-").check()
+    for i, source in enumerate(recipe.sources):
+        try:
+            recipe.source_config(source, "-").check()
+        except ConfigError as exc:
+            raise ConfigError(f"{recipe.path}: sources[{i}] ({source.name}): {exc}") from None
         for name in expand_inputs(source.paths):
             if name in owner and owner[name] != source.name:
                 raise ConfigError(

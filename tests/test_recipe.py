@@ -363,6 +363,9 @@ BAD = [
      "r.toml: sources[1] (a): key 'name': 'a' is also the name of sources[0]"),
     ("r.toml", "[[sources]\npath = 1\n", "r.toml: not valid TOML:"),
     ("r.yaml", "sources:\n  - path: [d.jsonl\n", "r.yaml: not valid YAML:"),
+    ("r.yaml", "pack: true\nsources:\n  - path: d.jsonl\n", "r.yaml: --pack needs --max-length"),
+    ("r.yaml", "sources:\n  - path: d.jsonl\n    name: q\n    train-on: everything\n",
+     "r.yaml: sources[0] (q): --train-on must be one of"),
     ("r.yaml", "sources:\n  - path: d.jsonl\ndedup:\n  exakt: true\n",
      "r.yaml: [dedup]: unknown key 'exakt' (did you mean 'exact'?)"),
 ]  # fmt: skip
