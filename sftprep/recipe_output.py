@@ -183,9 +183,10 @@ class Assembly:
     def _write(self, split: str, table: pa.Table, rows: np.ndarray) -> None:
         writer = self._writer(split)
         step = self.options.get("batch_size", 1024)
-        for start in range(0, len(rows), step):
-            for batch in table.take(pa.array(rows[start : start + step])).combine_chunks().to_batches():
-                writer.add(batch)
+        batches = table.to_batches()  # zero-copy views of the memory-mapped shards
+        starts = np.cumsum([0] + [b.num_rows for b in batches])
+        for begin in range(0, len(rows), step):
+            writer.add(_take(batches, starts, rows[begin : begin + step]))
 
     def finish(self, built: list[dict[str, Any]], ngrams: NgramIndex | None, listed: bool) -> dict[str, Any]:
         inputs = {
@@ -259,3 +260,21 @@ def source_table(manifest: dict[str, Any]) -> list[str]:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     return ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
             for r in rows]  # fmt: skip
+
+
+def _take(batches: list[pa.RecordBatch], starts: np.ndarray, rows: np.ndarray) -> pa.RecordBatch:
+    """The rows at these indices, in this order, taken batch by batch.
+
+    ``Table.take`` would first concatenate every chunk of each list column, a copy of the
+    whole source per call; taking from the batches that hold the rows touches only them.
+    """
+    chunk = np.searchsorted(starts, rows, side="right") - 1
+    by_chunk = np.argsort(chunk, kind="stable")
+    pieces = []
+    for c in np.unique(chunk):
+        wanted = rows[by_chunk][chunk[by_chunk] == c] - starts[c]
+        pieces.append(batches[c].take(pa.array(wanted)))
+    gathered = pa.Table.from_batches(pieces, schema=batches[0].schema).combine_chunks()
+    back = np.empty(len(rows), dtype=np.int64)
+    back[by_chunk] = np.arange(len(rows))  # where each requested row sits in `gathered`
+    return gathered.take(pa.array(back)).combine_chunks().to_batches()[0]
