@@ -144,10 +144,14 @@ def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
         "packing": _packing(tally, tokens, manifest.get("packing"), max_length) if rows.packed else None,
         "build_packing": manifest.get("packing"),
         "build_counts": manifest.get("counts"),
-        "sources": manifest.get("sources"),  # a recipe build's per-source counts
-        "splits": {k: None for k in manifest["splits"]} if manifest.get("splits") else None,
         "label_convention": rows.convention,
         "tokenizer": manifest.get("tokenizer"),
+        # a recipe build's per-source counts (a plain build's figures stay as they were)
+        **(
+            {"sources": manifest["sources"], "splits": list(manifest["splits"])}
+            if manifest.get("sources")
+            else {}
+        ),
     }
 
 
