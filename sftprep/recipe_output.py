@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = ["CONTAMINATED", "DUPLICATE", "DUPLICATES", "KEEP", "UNREAD", "Assembl
 
 DUPLICATES = "duplicates.jsonl"
 SPLITS = ("train", "validation")
+RELEASE_EVERY = 1  # output batches between two releases of the mapped pages read
 KEEP, DUPLICATE, CONTAMINATED, UNREAD = 0, 1, 2, 3  # a scanned record's verdict (UNREAD: left to the build)
 
 
@@ -51,11 +53,27 @@ class Scan:
     validation: np.ndarray  # bool
 
 
-def _rows(directory: Path, manifest: dict[str, Any]) -> pa.Table:
-    """A source build's rows, memory-mapped (nothing is read into memory until taken)."""
-    tables = [pa.ipc.open_stream(pa.memory_map(str(directory / s["filename"]))).read_all()
-              for s in manifest["shards"]]  # fmt: skip
-    return pa.concat_tables(tables)
+class _Mapped:
+    """A source build's rows, memory-mapped: nothing is read into memory until taken.
+
+    Pages read through a map stay resident while it is mapped, so reading a
+    whole source would grow the process by its size; :meth:`release` tells the
+    kernel to drop them (they come back from the page cache when read again),
+    which keeps memory flat in the size of the source.
+    """
+
+    def __init__(self, directory: Path, manifest: dict[str, Any]):
+        self.maps: list[mmap.mmap] = []
+        tables = []
+        for shard in manifest["shards"]:
+            with open(directory / shard["filename"], "rb") as f:
+                self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            tables.append(pa.ipc.open_stream(pa.py_buffer(self.maps[-1])).read_all())
+        self.table = pa.concat_tables(tables)
+
+    def release(self) -> None:
+        for m in self.maps:
+            m.madvise(mmap.MADV_DONTNEED)
 
 
 class SplitWriter:
@@ -143,7 +161,8 @@ class Assembly:
     def add(self, source: Source, scan: Scan, built: dict[str, Any], directory: Path) -> None:
         for name in scan.names:
             self.source_of[name] = source.name
-        table = _rows(directory, built)
+        mapped = _Mapped(directory, built)
+        table = mapped.table
         files = pc.index_in(table["source_file"], value_set=pa.array(scan.names, pa.string()))
         codes = (files.to_numpy(zero_copy_only=False).astype(np.uint64) << np.uint64(40)) | table[
             "source_line"
@@ -159,6 +178,7 @@ class Assembly:
         order = {"train": train[train_order(keys[train], times, self.recipe.seed)], "validation": val}
         lengths = pc.list_value_length(table["input_ids"]).to_numpy()
         trained = table["num_trained_tokens"].to_numpy()
+        mapped.release()  # reading those columns touched pages all through the rows
         c = built["counts"]
         stats: dict[str, Any] = {
             "name": source.name, "weight": source.weight, "template": built["template"],
@@ -172,7 +192,7 @@ class Assembly:
             rows = order[split]
             stats[split] = {"examples": len(rows), "tokens": int(lengths[rows].sum()),
                             "trained_tokens": int(trained[rows].sum())}  # fmt: skip
-            self._write(split, table, rows)
+            self._write(split, mapped, rows)
         accounted = (stats["rejected"] + stats["dropped_too_long"] + stats["duplicates"] + stats["contaminated"]
                      + len(train) + len(val))  # fmt: skip
         if accounted != stats["records_read"]:
@@ -180,13 +200,16 @@ class Assembly:
                             f"{accounted} accounted for (please report this)")  # fmt: skip
         self.per_source.append(stats)
 
-    def _write(self, split: str, table: pa.Table, rows: np.ndarray) -> None:
+    def _write(self, split: str, mapped: _Mapped, rows: np.ndarray) -> None:
         writer = self._writer(split)
         step = self.options.get("batch_size", 1024)
-        batches = table.to_batches()  # zero-copy views of the memory-mapped shards
+        batches = mapped.table.to_batches()  # zero-copy views of the memory-mapped shards
         starts = np.cumsum([0] + [b.num_rows for b in batches])
-        for begin in range(0, len(rows), step):
+        for k, begin in enumerate(range(0, len(rows), step)):
             writer.add(_take(batches, starts, rows[begin : begin + step]))
+            if k % RELEASE_EVERY == RELEASE_EVERY - 1:
+                mapped.release()
+        mapped.release()
 
     def finish(self, built: list[dict[str, Any]], ngrams: NgramIndex | None, listed: bool) -> dict[str, Any]:
         inputs = {
