@@ -72,6 +72,8 @@ class _Mapped:
         self.table = pa.concat_tables(tables)
 
     def release(self) -> None:
+        if not hasattr(mmap, "MADV_DONTNEED"):  # not on Windows: the pages then stay until unmapped
+            return
         for m in self.maps:
             m.madvise(mmap.MADV_DONTNEED)
 
