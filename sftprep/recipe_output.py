@@ -11,6 +11,7 @@ See ``recipe_build.py`` for the whole flow.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import mmap
 from dataclasses import dataclass
@@ -38,7 +39,10 @@ __all__ = ["CONTAMINATED", "DUPLICATE", "DUPLICATES", "KEEP", "UNREAD", "Assembl
 
 DUPLICATES = "duplicates.jsonl"
 SPLITS = ("train", "validation")
-RELEASE_EVERY = 1  # output batches between two releases of the mapped pages read
+# Rows copied out of the mapped scratch rows at a time. A page fault maps up to 64 KiB around
+# the page (fault-around), so a random row costs that much per buffer until released:
+# 256 rows bound the mapped pages to about 256 x 4 buffers x 64 KiB = 64 MiB.
+TAKE_ROWS = 256
 KEEP, DUPLICATE, CONTAMINATED, UNREAD = 0, 1, 2, 3  # a scanned record's verdict (UNREAD: left to the build)
 
 
@@ -68,6 +72,8 @@ class _Mapped:
         for shard in manifest["shards"]:
             with open(directory / shard["filename"], "rb") as f:
                 self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            if hasattr(mmap, "MADV_RANDOM"):  # no read-ahead or fault-around: map only the pages read
+                self.maps[-1].madvise(mmap.MADV_RANDOM)
             tables.append(pa.ipc.open_stream(pa.py_buffer(self.maps[-1])).read_all())
         self.table = pa.concat_tables(tables)
 
@@ -204,14 +210,11 @@ class Assembly:
 
     def _write(self, split: str, mapped: _Mapped, rows: np.ndarray) -> None:
         writer = self._writer(split)
-        step = self.options.get("batch_size", 1024)
         batches = mapped.table.to_batches()  # zero-copy views of the memory-mapped shards
         starts = np.cumsum([0] + [b.num_rows for b in batches])
-        for k, begin in enumerate(range(0, len(rows), step)):
-            writer.add(_take(batches, starts, rows[begin : begin + step]))
-            if k % RELEASE_EVERY == RELEASE_EVERY - 1:
-                mapped.release()
-        mapped.release()
+        for begin in range(0, len(rows), TAKE_ROWS):
+            writer.add(_take(batches, starts, rows[begin : begin + TAKE_ROWS]))
+            mapped.release()
 
     def finish(self, built: list[dict[str, Any]], ngrams: NgramIndex | None, listed: bool) -> dict[str, Any]:
         inputs = {
@@ -288,18 +291,15 @@ def source_table(manifest: dict[str, Any]) -> list[str]:
 
 
 def _take(batches: list[pa.RecordBatch], starts: np.ndarray, rows: np.ndarray) -> pa.RecordBatch:
-    """The rows at these indices, in this order, taken batch by batch.
+    """The rows at these indices, in this order, copied out of the batches that hold them.
 
-    ``Table.take`` would first concatenate every chunk of each list column, a copy of the
-    whole source per call; taking from the batches that hold the rows touches only them.
+    Each run of consecutive rows becomes one zero-copy slice, and only the slices are
+    copied: ``take`` on list columns touched every page of the batches it took from,
+    so random rows (the seeded order of repeats) mapped in the whole source.
     """
     chunk = np.searchsorted(starts, rows, side="right") - 1
-    by_chunk = np.argsort(chunk, kind="stable")
-    pieces = []
-    for c in np.unique(chunk):
-        wanted = rows[by_chunk][chunk[by_chunk] == c] - starts[c]
-        pieces.append(batches[c].take(pa.array(wanted)))
-    gathered = pa.Table.from_batches(pieces, schema=batches[0].schema).combine_chunks()
-    back = np.empty(len(rows), dtype=np.int64)
-    back[by_chunk] = np.arange(len(rows))  # where each requested row sits in `gathered`
-    return gathered.take(pa.array(back)).combine_chunks().to_batches()[0]
+    local = rows - starts[chunk]
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(chunk) != 0)) + 1
+    bounds = np.concatenate([[0], breaks, [len(rows)]])
+    pieces = [batches[chunk[a]].slice(int(local[a]), int(b - a)) for a, b in itertools.pairwise(bounds)]
+    return pa.Table.from_batches(pieces, schema=batches[0].schema).combine_chunks().to_batches()[0]
