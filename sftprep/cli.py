@@ -64,7 +64,7 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output directory, or a URL (s3://bucket/prefix, gs://..., file://...).")  # fmt: skip
 @click.option("-t", "--template", help="Shipped template name (see `sftprep templates`) or a TOML file. "
@@ -145,9 +145,15 @@ def cli(debug: bool) -> None:
 @click.option("--output-format", type=click.Choice(FORMATS), default="arrow", show_default=True,
               help="arrow (datasets.load_from_disk), parquet (+ dataset card), mds (MosaicML streaming) "
               "or megatron (indexed .bin/.idx); see `sftprep export`.")  # fmt: skip
+@click.option("--config", "recipe", type=click.Path(dir_okay=False), help="A recipe (TOML or YAML: sources, "
+              "weights, split, dedup; docs/recipes.md), or a recipe build's manifest.json to rebuild it.")  # fmt: skip
+@click.option("--allow-changed-inputs", is_flag=True, help="With --config manifest.json: rebuild even if an "
+              "input's sha256 differs from the manifest's.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
-def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -> None:
+@click.pass_context
+def build(ctx, inputs, output, fields, variables, roles, as_json, quiet, recipe, allow_changed_inputs,
+          **options) -> None:  # fmt: skip
     """Tokenize INPUT files into training rows in OUTPUT.
 
     INPUT is JSONL (also .gz), a JSON array, CSV/TSV with a header, or Parquet;
@@ -162,13 +168,27 @@ def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -
     cat data.jsonl | sftprep build - -t qa -o out/ --json
     sftprep build s3://bucket/data/*.jsonl -o s3://bucket/out/ --engine ray
     sftprep build data.jsonl -o out/part-1 --num-shards 4 --shard-index 1
+    sftprep build --config recipe.toml -o out/          # many sources (docs/recipes.md)
+    sftprep build --config out/manifest.json -o again/  # the same build again
     """
+    assignments: dict[str, Any] = {
+        "fields": parse_assignments(fields, "--field"),
+        "variables": parse_assignments(variables, "--var"),
+        "roles": parse_assignments(roles, "--role"),
+    }
+    if recipe is not None:
+        result = _build_recipe(
+            ctx, recipe, inputs, output, {**options, **assignments}, allow_changed_inputs, quiet
+        )
+        if as_json:
+            click.echo(json.dumps(_json_summary(result), sort_keys=True))
+        return
+    if not inputs:
+        raise click.UsageError("Missing argument 'INPUT...'.")
     config = BuildConfig(
         inputs=tuple(inputs),
         output=output,
-        fields=parse_assignments(fields, "--field"),
-        variables=parse_assignments(variables, "--var"),
-        roles=parse_assignments(roles, "--role"),
+        **assignments,
         **options,
     )
     bar = _progress_bar(quiet)
@@ -186,6 +206,37 @@ def build(inputs, output, fields, variables, roles, as_json, quiet, **options) -
         _summary(result)
     if as_json:
         click.echo(json.dumps(_json_summary(result), sort_keys=True))
+
+
+def _build_recipe(ctx, path, inputs, output, options, allow_changed_inputs, quiet) -> BuildResult:
+    """``build --config``: options given on the command line override the recipe's."""
+    from click.core import ParameterSource
+
+    from sftprep.recipe import load_recipe
+    from sftprep.recipe_build import run_recipe
+    from sftprep.recipe_output import source_table
+
+    if inputs:
+        raise click.UsageError("with --config, the inputs are the recipe's sources: give no INPUT")
+    given = {n for n in options if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
+    if given & {"num_shards", "shard_index"}:
+        raise click.UsageError("--num-shards cannot be used with --config")
+    loaded = load_recipe(path)
+    overrides = {k: v for k, v in options.items() if k in given and k != "overwrite"}
+    if "workers" not in loaded.options:  # not part of the output: the command line's default applies
+        overrides.setdefault("workers", options["workers"])
+    result = run_recipe(loaded.with_overrides(overrides), output, overwrite=options["overwrite"],
+                        log=None if quiet else _say, allow_changed_inputs=allow_changed_inputs)  # fmt: skip
+    if not quiet:
+        splits = result.manifest["splits"]
+        if len(splits) > 1:
+            rows = ", ".join(f"{name} {split['rows']:,} rows" for name, split in splits.items())
+            _say(f"wrote {rows} to {result.output} (a DatasetDict)")
+        else:
+            _summary(result)
+        for line in source_table(result.manifest):
+            _say(line)
+    return result
 
 
 def _progress_bar(quiet: bool):

@@ -72,6 +72,7 @@ class BuildConfig:
     num_shards: int = 1
     shard_index: int = 0
     output_format: str = "arrow"  # issue 19: sftprep.exports converts the finished Arrow build
+    system: str | None = None  # recipes: a system prompt for chat records without one
 
     def check(self) -> None:
         """Collect every problem with the options and report them at once."""
@@ -173,6 +174,8 @@ class BuildConfig:
         # and an export of the Arrow build write the same manifest.
         data.pop("output_format")
         data["inputs"] = list(self.inputs)
+        if self.system is None:  # only recipes set it; a plain build records what it always did
+            data.pop("system")
         return data
 
 

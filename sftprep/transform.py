@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -155,14 +155,23 @@ class ChatTransform(BatchTransform):
     """Conversations through a chat template and :class:`~sftprep.chat.ChatEncoder`."""
 
     def __init__(self, encoder: ChatEncoder, fields: dict[str, str], roles: dict[str, str],
-                 mode: str, labels: str, schema: pa.Schema):  # fmt: skip
+                 mode: str, labels: str, schema: pa.Schema, system: str | None = None):  # fmt: skip
         super().__init__(mode, labels, schema)
         self.encoder = encoder
         self.fields = fields
         self.roles = roles
+        self.system = system
 
     def prepare(self, record: Record) -> Conversation:
-        return to_messages(record.fields, record.where, field_map=self.fields, role_map=self.roles)
+        conversation = to_messages(record.fields, record.where, field_map=self.fields, role_map=self.roles)
+        if self.system is not None and conversation.roles[:1] != ["system"]:
+            # A recipe source's `system`: added only to conversations that have none.
+            conversation = replace(
+                conversation,
+                messages=({"role": "system", "content": self.system}, *conversation.messages),
+                weights=(None, *conversation.weights),
+            )
+        return conversation
 
     def encode(self, items: list[Conversation]) -> EncodedBatch:
         return self.encoder.encode(items)
@@ -234,7 +243,13 @@ def bind_transform(
                 "when it is the last, one row per trained turn where it does not (--turns)"
             )
         chat_transform = ChatTransform(
-            encoder, dict(config.fields), dict(config.roles), config.mode, config.labels, schema
+            encoder,
+            dict(config.fields),
+            dict(config.roles),
+            config.mode,
+            config.labels,
+            schema,
+            config.system,
         )
         return Bound(chat_transform, chat)
     if template is None:

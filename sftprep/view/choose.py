@@ -139,7 +139,10 @@ def _row_filter(batch: pa.RecordBatch, base: int, rows: Rows, sel: Selection) ->
         keep &= in_ranges(np.arange(base, base + batch.num_rows), sel.index)
     if sel.source:
         name = sel.source
-        keep &= _any_per_row(batch.column("source_file"), lambda c: _names_match(c, name))
+        hits = _any_per_row(batch.column("source_file"), lambda c: _names_match(c, name))
+        if "source" in batch.schema.names:  # a recipe build: a source's name selects its rows
+            hits |= _any_per_row(batch.column("source"), lambda c: _names_match(c, name))
+        keep &= hits
     if sel.lines:
         lo, hi = sel.lines
         keep &= _any_per_row(batch.column("source_line"), lambda c: (lo <= to_numpy(c)) & (to_numpy(c) <= hi))

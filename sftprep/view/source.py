@@ -133,6 +133,9 @@ def open_rows(path: str | Path) -> Rows:
             opener = lambda: exports.open_batches(p)[1]  # noqa: E731
             return Rows(str(p), convention, manifest, directory=p, columns=schema.names, opener=opener)
         shards = [p / s["filename"] for s in manifest["shards"]] if manifest else sorted(p.glob("*.arrow"))
+        if not shards and manifest and len(manifest.get("splits") or {}) > 1:
+            splits = " or ".join(str(p / s) for s in manifest["splits"])
+            raise InputError(f"{p}: a build with splits: inspect {splits}")
         if not shards:
             raise InputError(f"{p}: no .arrow shards here (is it the output of sftprep build?)")
     elif p.is_file():

@@ -147,6 +147,12 @@ def compute_stats(rows: Rows, sel: Selection) -> dict[str, Any]:
         "build_counts": manifest.get("counts"),
         "label_convention": rows.convention,
         "tokenizer": manifest.get("tokenizer"),
+        # a recipe build's per-source counts (a plain build's figures stay as they were)
+        **(
+            {"sources": manifest["sources"], "splits": list(manifest["splits"])}
+            if manifest.get("sources")
+            else {}
+        ),
     }
 
 
@@ -227,6 +233,10 @@ def stats_view(stats: dict[str, Any], look: Look) -> list[Text]:
                 f"{counts.get('turn_rows', 0):,} rows, {counts.get('turn_tokens', 0):,} tokens · empty think "
                 f"{counts.get('empty_reasoning', 0):,} · reasoning dropped {counts.get('reasoning_dropped', 0):,}",
             )
+    if stats.get("sources"):
+        from sftprep.recipe_output import source_table
+
+        lines += [Text(line) for line in source_table(stats)]
     conv = stats["label_convention"]
     key = (conv.get("mode", "sequence"), "shifted" if conv.get("mode") == "exploded" else conv.get("labels"))
     add("labels", _CONVENTIONS.get(key, json.dumps(conv)))
