@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _NUMPY_TYPES = {pa.int8(): np.int8, pa.int32(): np.int32, pa.int64(): np.int64, pa.bool_(): np.bool_}
 
@@ -59,9 +60,17 @@ def list_array(offsets: np.ndarray, values: Any, value_type: pa.DataType) -> pa.
 
 
 def filled(array: pa.Array, value: Any) -> pa.Array:
-    """``array`` with nulls replaced by ``value``; as it is when it has none (``fill_null`` makes a
-    scalar, and pyarrow imports pandas to make one)."""
-    return array.fill_null(value) if array.null_count else array
+    """``array`` with nulls replaced by ``value``; as it is when it has none.
+
+    ``fill_null`` makes a scalar, and pyarrow imports pandas to make one: for the types of
+    :func:`numpy_array` the filler is a whole column instead (a pair build's ``turn`` is all null).
+    """
+    if not array.null_count:
+        return array
+    numpy_type = _NUMPY_TYPES.get(array.type)
+    if numpy_type is None:
+        return array.fill_null(value)
+    return pc.coalesce(array, numpy_array(np.full(len(array), value, dtype=numpy_type), array.type))
 
 
 def flatten(rows: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
