@@ -53,6 +53,9 @@ META_FIELDS = [
     # the conversation. Null for rows that hold a whole example or conversation.
     pa.field("turn", pa.int32()),
 ]
+# Columns whose nulls are data (``turn``, and its per-example list in packed rows): every other
+# column of a build is never null.
+NULLABLE = frozenset({"turn"})
 
 
 def schema_for(mode: str, labels: str) -> pa.Schema:

@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sftprep.arrays import ranges, to_numpy
-from sftprep.labels import IGNORE_INDEX
+from sftprep.arrays import filled, ranges, to_numpy
+from sftprep.labels import IGNORE_INDEX, NULLABLE
 from sftprep.padding import padded_lengths
 
 
@@ -172,7 +172,7 @@ class RowChecker:
         found: list[Finding | None] = [
             _rows(name, to_numpy(col.is_null()), "null value")
             for name, col in zip(batch.schema.names, batch.columns, strict=True)
-            if col.null_count
+            if col.null_count and name not in NULLABLE
         ]
         if any(found):
             return [f for f in found if f]
@@ -414,6 +414,7 @@ class RowChecker:
         keys = [batch.column(c) for c in ("source_file", "source_line", "turn") if c in batch.schema.names]
         same = np.ones(max(batch.num_rows - 1, 0), dtype=bool)
         for key in keys:
+            key = filled(key, -1) if pa.types.is_integer(key.type) else key  # turn: null for pairs
             same &= to_numpy(pc.equal(key[1:], key[:-1]))
         same &= b.lengths[1:] > b.lengths[:-1]
         # Row k+1 of the same example: its prefix starts with row k's prefix, then row k's target.

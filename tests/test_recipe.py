@@ -337,14 +337,18 @@ def test_packing_never_mixes_splits(tmp_path):
 
 
 def test_plain_build_is_unchanged(tmp_path, monkeypatch):
-    """A single-file build without --config: the same bytes as before recipes (recorded at 1e94505)."""
+    """A single-file build without --config: the same bytes as before recipes.
+
+    Recorded at 1e94505 plus issue 13's ``turn`` column (all null here; every other column was
+    checked equal to 1e94505's rows) and its options in the fingerprint.
+    """
     monkeypatch.chdir(ROOT)  # rows name their file as given: sample_data/qa.jsonl
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["build", "sample_data/qa.jsonl", "-o", str(out), "-q", "-w", "1"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["content_sha256"] == "19e6bc5fb30e13da9d1dc2654db72c2f873904e6dd4dee69216ba8fd4175d1f8"
-    assert json.loads((out / "state.json").read_text())["_fingerprint"] == "3b23485f9211d56b"
+    assert manifest["content_sha256"] == "a0d96bb8c7989b215d22669b2b418fef9d21c7f40ebc49844dafdcd9f0bc83e5"
+    assert json.loads((out / "state.json").read_text())["_fingerprint"] == "c185cc7bb9593d6f"
     assert "source" not in manifest["columns"] and "system" not in manifest["config"]
 
 

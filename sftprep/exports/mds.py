@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from sftprep.errors import ConfigError, InputError
+from sftprep.labels import NULLABLE
 
 _SCALARS = {pa.int8(): "int8", pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64",
             pa.bool_(): "uint8", pa.string(): "str", pa.float32(): "float32", pa.float64(): "float64"}  # fmt: skip
@@ -30,8 +31,14 @@ _READ_BATCH = 4096
 MAX_SHARD_BYTES = 1 << 26
 
 
-def encoding(arrow_type: pa.DataType) -> str:
-    """The MDS encoding a column of ``arrow_type`` is written in: ``list<int32>`` -> ``ndarray:int32``."""
+def encoding(field: pa.Field) -> str:
+    """The MDS encoding ``field`` is written in: ``list<int32>`` -> ``ndarray:int32``.
+
+    Columns that hold nulls (``turn``) are ``json``: MDS's numeric encodings have no null.
+    """
+    arrow_type = field.type
+    if field.name in NULLABLE:
+        return "json"
     if pa.types.is_list(arrow_type):
         value = arrow_type.value_type
         if pa.types.is_string(value):
@@ -45,9 +52,11 @@ def encoding(arrow_type: pa.DataType) -> str:
     raise ConfigError(f"the mds format cannot hold a column of type {arrow_type}")
 
 
-def _column_values(column: pa.Array) -> list[Any]:
+def _column_values(name: str, column: pa.Array) -> list[Any]:
     """A column as per-row Python/NumPy values in the form its encoding takes."""
     kind = column.type
+    if name in NULLABLE:
+        return column.to_pylist()
     if pa.types.is_list(kind) and not pa.types.is_string(kind.value_type):
         values = column.flatten().to_numpy(zero_copy_only=False)
         if pa.types.is_boolean(kind.value_type):
@@ -72,11 +81,11 @@ def write_split(
     from streaming import MDSWriter
 
     folder = Path(target) / split
-    columns = {f.name: encoding(f.type) for f in schema}
+    columns = {f.name: encoding(f) for f in schema}
     rows = 0
     with MDSWriter(columns=columns, out=str(folder), size_limit=min(shard_bytes, MAX_SHARD_BYTES)) as writer:
         for batch in batches:
-            values = [_column_values(c) for c in batch.columns]
+            values = [_column_values(n, c) for n, c in zip(schema.names, batch.columns, strict=True)]
             for row in zip(*values, strict=True):
                 writer.write(dict(zip(schema.names, row, strict=True)))
             rows += batch.num_rows
@@ -104,7 +113,9 @@ def to_batch(samples: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch
     for field in schema:
         values = [s[field.name] for s in samples]
         kind = field.type
-        if pa.types.is_list(kind) and not pa.types.is_string(kind.value_type):
+        if field.name in NULLABLE:
+            arrays.append(pa.array(values, kind))
+        elif pa.types.is_list(kind) and not pa.types.is_string(kind.value_type):
             lengths = np.fromiter((len(v) for v in values), np.int32, len(values))
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
             flat = np.concatenate(values) if values else np.zeros(0)

@@ -8,7 +8,7 @@ column's own dtype, and the rest of the columns go to a Parquet file::
     train/sft_loss_mask_document.{bin,idx}  uint8, 1 where the token AT this position is trained
     train/target_ids.{bin,idx}, loss_mask.{bin,idx}   --labels shifted, verbatim
     train/labels.{bin,idx}                  --labels hf, verbatim
-    train/metadata.parquet                  the other columns (source_file, source_line, ...)
+    train/metadata.parquet                  the other columns (source_file, source_line, turn, ...)
 
 Row ``i`` of every dataset is row ``i`` of the build. The pair
 ``sft_text_document`` / ``sft_loss_mask_document`` is the layout of
@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sftprep.errors import InputError
-from sftprep.labels import IGNORE_INDEX
+from sftprep.labels import IGNORE_INDEX, NULLABLE
 
 METADATA = "metadata.parquet"
 TEXT = "sft_text_document"
@@ -90,8 +90,12 @@ def _indexed_dataset():
 
 
 def token_columns(schema: pa.Schema) -> list[str]:
-    """The columns written as indexed datasets: lists of integers."""
-    return [f.name for f in schema if pa.types.is_list(f.type) and pa.types.is_integer(f.type.value_type)]
+    """The columns written as indexed datasets: lists of integers (``turn``, which holds nulls, is metadata)."""
+    return [
+        f.name
+        for f in schema
+        if pa.types.is_list(f.type) and pa.types.is_integer(f.type.value_type) and f.name not in NULLABLE
+    ]
 
 
 def write_split(
