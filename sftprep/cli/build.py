@@ -18,7 +18,7 @@ import click
 from sftprep import __version__, storage
 from sftprep.build import BuildConfig, BuildResult, default_workers, run_build
 from sftprep.chat import TRAIN_ON, TURNS
-from sftprep.cli_errors import Group, say
+from sftprep.cli.errors import Group, say
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import Terminated, counted
 from sftprep.exports import FORMATS
@@ -326,10 +326,10 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
-from sftprep.cli_export import export  # noqa: E402
-from sftprep.cli_inspect import inspect  # noqa: E402
-from sftprep.cli_merge import merge  # noqa: E402
-from sftprep.cli_verify import diff, verify  # noqa: E402
+from sftprep.cli.export import export  # noqa: E402
+from sftprep.cli.inspect import inspect  # noqa: E402
+from sftprep.cli.merge import merge  # noqa: E402
+from sftprep.cli.verify import diff, verify  # noqa: E402
 
 cli.add_command(inspect)
 cli.add_command(merge)

@@ -33,7 +33,7 @@ def export(build_dir, fmt, output, overwrite, as_json, quiet) -> None:
     sftprep export out/ --to mds -o out-mds/           # streaming.StreamingDataset
     sftprep export out/ --to megatron -o out-megatron/ # megatron-core IndexedDataset
     """
-    from sftprep.cli import _say
+    from sftprep.cli.build import _say
 
     manifest = export_build(build_dir, output, fmt, overwrite=overwrite)
     files = manifest["shards"]

@@ -26,7 +26,7 @@ def merge(parts, output, overwrite, as_json, quiet) -> None:
     sftprep build data.jsonl -o part-1 --num-shards 2 --shard-index 1
     sftprep merge part-0 part-1 -o merged
     """
-    from sftprep.cli import _json_summary, _say, _summary  # the build command's summaries
+    from sftprep.cli.build import _json_summary, _say, _summary  # the build command's summaries
 
     result = merge_builds(list(parts), output, overwrite=overwrite, log=None if quiet else _say)
     if not quiet:

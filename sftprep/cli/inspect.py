@@ -17,7 +17,7 @@ from rich.console import Console
 
 from sftprep import view
 from sftprep.chat import TRAIN_ON, TURNS
-from sftprep.cli_errors import Command, say
+from sftprep.cli.errors import Command, say
 from sftprep.config import BuildConfig
 from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import SftprepError
