@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from sftprep.cli.output import say
 from sftprep.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -22,11 +23,6 @@ from sftprep.errors import (
     SftprepError,
     Terminated,
 )
-
-
-def say(message: str) -> None:
-    """Print one ``sftprep: ...`` line on stderr."""
-    click.echo(f"sftprep: {message}", err=True)
 
 
 def run_mapped(invoke: Callable[[], Any], debug: bool) -> int:
