@@ -3,7 +3,8 @@
 The group (``sftprep ...``) and each command run on its own (``inspect.main()``,
 as click's CliRunner does in the tests) share this one mapping, so an error reads
 the same whichever way a command was started: ``sftprep: error: ...`` and the
-error's exit code (README "Exit codes"), with a traceback only under ``--debug``.
+error's exit code (declared in :mod:`sftprep.errors`, documented in docs/errors.md),
+with a traceback only under ``--debug``.
 """
 
 from __future__ import annotations

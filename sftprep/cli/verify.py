@@ -28,7 +28,7 @@ def verify(output, sources, tokenizer, max_problems, as_json, quiet) -> int:
 
     Prints one line per problem (shard, row, column[position]: what is wrong)
     and exits 0 when everything holds, 5 when something does not (2 and 4 when
-    the build cannot be checked at all: see README "Exit codes").
+    the build cannot be checked at all: see docs/errors.md).
 
     \b
     sftprep verify out/
