@@ -29,18 +29,19 @@ try:
 except SystemExit:
     pass
 print()
-print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+print(json.dumps(sorted(m for m in sys.modules if m in {heavy!r} or m.startswith("sftprep"))))
 """
 
 
-def imported(*args: str, cwd: Path = ROOT) -> list[str]:
-    """The heavy modules a fresh ``sftprep ARGS`` has imported when it ends."""
+def imported(*args: str, cwd: Path = ROOT, ours: bool = False) -> list[str]:
+    """The heavy modules (and with ``ours``, sftprep's) a fresh ``sftprep ARGS`` has imported when it ends."""
     result = subprocess.run(
         [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
         capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,
     )  # fmt: skip
     assert result.stdout.strip(), result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    return [m for m in modules if ours or not m.startswith("sftprep")]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,19 @@ def test_templates_reads_templates_without_the_pipeline():
 def test_a_pair_build_does_not_import_the_viewer_or_the_hub(tmp_path):
     """A plain build imports the pipeline (numpy, pyarrow, tokenizers) but not inspect's rich,
     a progress bar it does not show (stderr is not a terminal here), or datasets/transformers/torch."""
-    mods = imported("build", str(ROOT / "sample_data" / "qa.jsonl"), "-o", str(tmp_path / "out"), "-q")
+    mods = imported(
+        "build", str(ROOT / "sample_data" / "qa.jsonl"), "-o", str(tmp_path / "out"), "-q", ours=True
+    )
     assert (tmp_path / "out" / "manifest.json").exists()
-    assert {"numpy", "pyarrow", "tokenizers"} <= set(mods)
+    assert {"numpy", "pyarrow", "tokenizers", "sftprep.build"} <= set(mods)
     assert not {"rich", "tqdm", "datasets", "transformers", "torch", "pandas", "ray"} & set(mods)
+    # Only the build's own library: not inspect's viewer, verify, diff, merge, recipes or Ray.
+    others = (
+        "sftprep.view",
+        "sftprep.verify",
+        "sftprep.diff",
+        "sftprep.merge",
+        "sftprep.recipe",
+        "sftprep.ray",
+    )
+    assert [m for m in mods if m.startswith(others)] == []
