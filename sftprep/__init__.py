@@ -5,6 +5,15 @@ The library behind the ``sftprep`` command. The pipeline, one module a step:
 ``encode`` (-> ids and prompt length) -> ``labels`` (-> labels, masks, Arrow
 rows) -> ``writer`` (-> shards); ``build`` runs them in a streaming loop.
 
+What a build is asked to do: ``options`` (every option's choices; standard
+library only) and ``config`` (``BuildConfig``: the one place defaults live, and
+its checks). The command line is the ``cli`` package: ``cli.flags`` (the build's
+flags as decorator bundles, shared by ``build`` and ``inspect --preview``),
+``cli.errors`` (errors -> one line and an exit code from ``errors``),
+``cli.output`` (summaries), and one module per command (``build``, ``inspect``,
+``merge``, ``verify`` with ``diff``, ``export``, ``templates``), each importing
+its library module only when it runs.
+
 The public names below are imported on first use, so that ``import sftprep``
 (and the command line's start-up, which must react to Ctrl-C at once) stays
 cheap.

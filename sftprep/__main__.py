@@ -8,13 +8,12 @@ documented exit code instead of a traceback.
 import signal
 import sys
 
-
-class _Terminated(BaseException):
-    pass
+# errors.py is plain Python (no imports of its own): the exit codes come from their one home.
+from sftprep.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
 
 def _terminate(signum, frame):
-    raise _Terminated()
+    raise Terminated()
 
 
 def main() -> None:
@@ -23,10 +22,10 @@ def main() -> None:
         from sftprep.cli import main as cli_main
     except KeyboardInterrupt:
         sys.stderr.write("sftprep: interrupted; nothing was written\n")
-        sys.exit(130)
-    except _Terminated:
+        sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
         sys.stderr.write("sftprep: terminated; nothing was written\n")
-        sys.exit(143)
+        sys.exit(EXIT_TERMINATED)
     cli_main()
 
 

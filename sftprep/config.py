@@ -2,33 +2,35 @@
 
 The CLI builds a :class:`BuildConfig` from its flags; library users build one
 directly. :meth:`BuildConfig.check` reports every problem at once.
+``BuildConfig``'s field defaults are the only defaults: the command line's
+flags (:mod:`sftprep.cli.flags`) read theirs from it, and the choices live in
+:mod:`sftprep.options`. Like that module, this one imports nothing heavy, so
+the command line can import it to print its help.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sftprep.chat import TRAIN_ON, TURNS
-from sftprep.chat_formats import DEFAULT_ROLES
-from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES
 from sftprep.errors import ConfigError
-from sftprep.exports.base import output_format_problems
-from sftprep.labels import LABEL_STYLES, MODES
-from sftprep.packing import DEFAULT_BUFFER_EXAMPLES, packing_problems
+from sftprep.options import (
+    DEFAULT_BUFFER_EXAMPLES,
+    ENGINES,
+    LABEL_STYLES,
+    MARKERS,
+    MODES,
+    ON_ERROR,
+    TEMPLATE_ROLES,
+    TRAIN_ON,
+    TRAIN_REASONING,
+    TRUNCATE_PROMPT,
+    TRUNCATION_POLICIES,
+    TURNS,
+    default_workers,
+)
 
-ENGINES = ("local", "ray")
-# The roles a chat template knows: what --role NAME=ROLE may map to.
-TEMPLATE_ROLES = tuple(sorted(set(DEFAULT_ROLES.values())))
-
-
-def default_workers() -> int:
-    """The CPU cores this process may use: the one default for ``--workers`` (CLI and library)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+__all__ = ["ENGINES", "TEMPLATE_ROLES", "BuildConfig", "default_workers", "parse_max_errors"]
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,10 @@ class BuildConfig:
             problems.append(f"--truncation must be one of {', '.join(TRUNCATION_POLICIES)}")
         if self.max_length is not None and self.max_length < 2:
             problems.append("--max-length must be at least 2")
-        if self.on_error not in ("fail", "skip"):
-            problems.append("--on-error must be fail or skip")
-        if self.markers not in ("text", "special"):
-            problems.append("--markers must be text or special")
+        if self.on_error not in ON_ERROR:
+            problems.append(f"--on-error must be {' or '.join(ON_ERROR)}")
+        if self.markers not in MARKERS:
+            problems.append(f"--markers must be {' or '.join(MARKERS)}")
         if self.batch_size < 1 or self.shard_size < 1:
             problems.append("--batch-size and --shard-size must be positive")
         if self.max_errors is not None:
@@ -122,6 +124,11 @@ class BuildConfig:
                 f"{-(-limit // n) * n}: give a --max-length that is a multiple of {n} "
                 f"(e.g. {max(n, limit // n * n)})"
             )
+        # Imported here: these checks live with the code they guard (numpy, pyarrow), and
+        # importing this module must stay cheap for the command line's start-up.
+        from sftprep.exports.base import output_format_problems
+        from sftprep.packing import packing_problems
+
         problems += output_format_problems(self.output_format, self.output)
         problems += packing_problems(
             self.mode, self.max_length, self.pack, self.pad_to, self.pad_to_multiple_of, self.pack_buffer
@@ -138,7 +145,7 @@ class BuildConfig:
             problems.append(
                 "--turns each trains one assistant turn per row: it does not go with --train-on all"
             )
-        if self.train_reasoning not in ("yes", "no", True, False):
+        if self.train_reasoning not in (*TRAIN_REASONING, True, False):
             problems.append("--train-reasoning must be yes or no")
         if self.max_rows_per_conversation is not None and self.max_rows_per_conversation < 1:
             problems.append("--max-rows-per-conversation must be at least 1")

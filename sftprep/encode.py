@@ -35,6 +35,12 @@ import numpy as np
 
 from sftprep.arrays import flatten, ranges
 from sftprep.boundary import PieceLengths
+from sftprep.options import (
+    TRUNCATE_DROP,
+    TRUNCATE_PROMPT,
+    TRUNCATE_TARGET,
+    TRUNCATION_POLICIES,  # noqa: F401 (its old home: still importable here)
+)
 from sftprep.tokenizer import TokenizerInfo
 
 # Pairs whose boundary both rules must agree on: plain, merged, multi-byte,
@@ -50,11 +56,6 @@ _PROBES = [
     ("日本語の", "テキスト"),
 ]
 _ANCHOR = "\n"  # a character no tokenizer merges with a following letter
-
-TRUNCATE_PROMPT = "prompt"  # cut the prompt from the left; keep the target whole
-TRUNCATE_TARGET = "target"  # cut the target from the right (its EOS is lost)
-TRUNCATE_DROP = "drop"  # drop the example
-TRUNCATION_POLICIES = (TRUNCATE_PROMPT, TRUNCATE_TARGET, TRUNCATE_DROP)
 
 
 @dataclass(frozen=True)

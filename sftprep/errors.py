@@ -8,18 +8,22 @@ Two kinds of failure exist and they are kept apart on purpose:
 * a *build* problem (missing input, unknown template, a tokenizer that does not
   load, ...) is any other :class:`SftprepError` and always stops the build.
 
-The exit codes are part of the public contract (scripts branch on them) and are
-documented in the README.
+The exit codes are part of the public contract (scripts branch on them): all of
+them are declared below and documented in docs/errors.md.
 """
 
 from __future__ import annotations
 
-# Exit codes: stable, documented in README.md ("Exit codes").
-EXIT_OK = 0
-EXIT_INTERNAL = 1  # a bug in sftprep: please report it
+# Exit codes: stable, every one declared here and documented in docs/errors.md ("exit code").
+EXIT_OK = 0  # success; for `sftprep diff`, also: the builds hold the same examples
+EXIT_DIFFERENT = 1  # `sftprep diff` only: the builds differ (diff(1)'s 1; never an error)
 EXIT_USAGE = 2  # bad options or configuration (also click's own usage errors)
 EXIT_DATA = 3  # bad input data: a bad record, or too many skipped records
 EXIT_IO = 4  # an input that cannot be read, an output that cannot be written
+EXIT_PROBLEMS = 5  # `sftprep verify`: the build breaks a rule or disagrees with its manifest
+# A bug in sftprep: please report it. Not 1, which `sftprep diff` returns for "different"
+# (a script must not read a crash as a difference); 70 is sysexits.h's EX_SOFTWARE.
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT, after cleaning up
 EXIT_TERMINATED = 143  # SIGTERM, after cleaning up
 

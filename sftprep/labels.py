@@ -34,10 +34,9 @@ import pyarrow as pa
 
 from sftprep.arrays import list_array, numpy_array, string_array
 from sftprep.encode import EncodedBatch
+from sftprep.options import LABEL_STYLES, MODES  # noqa: F401 (their old home: still importable here)
 
 IGNORE_INDEX = -100
-MODES = ("sequence", "exploded")
-LABEL_STYLES = ("shifted", "hf")
 
 ID_TYPE = pa.int32()
 MASK_TYPE = pa.int8()

@@ -13,9 +13,8 @@ import pyarrow as pa
 
 from sftprep.arrays import list_array, ranges, to_numpy
 from sftprep.labels import ID_TYPE, IGNORE_INDEX, MASK_TYPE
+from sftprep.options import PAD_TO_CHOICES  # noqa: F401 (its old home: still importable here)
 from sftprep.tokenizer import TokenizerInfo
-
-PAD_TO_CHOICES = ("max-length",)
 
 # Columns with one value per token, and what padding fills them with
 # (position_ids are handled apart: see pad_batch).

@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from sftprep import storage
 from sftprep.digest import RowDigest
-from sftprep.errors import InputError, SftprepError
+from sftprep.errors import EXIT_PROBLEMS, InputError, SftprepError
 from sftprep.labels import schema_for
 from sftprep.packing import packed_schema_for, padded_schema
 from sftprep.rowcheck import Layout, RowChecker
@@ -44,8 +44,6 @@ from sftprep.rowcheck import Layout, RowChecker
 __all__ = ["EXIT_PROBLEMS", "Build", "Problem", "VerifyReport", "read_build", "verify_build"]
 
 MANIFEST_NAME = "manifest.json"
-# Exit code of `sftprep verify` when the build breaks a rule (README "Exit codes").
-EXIT_PROBLEMS = 5
 
 
 @dataclass

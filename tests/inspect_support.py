@@ -17,7 +17,7 @@ from inspect_fixtures import QA, REAL_TOKENIZERS, ROOT
 from tokenizers import Tokenizer
 
 from sftprep import view
-from sftprep.cli_inspect import inspect
+from sftprep.cli.inspect import inspect
 
 __all__ = [
     "QA",

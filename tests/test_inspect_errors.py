@@ -60,7 +60,7 @@ def test_usage_errors_stay_clicks(built):
 
 def test_the_command_alone_ends_the_same_way(tmp_path):
     # As a library user or a test runs it, without the group: the same line and code.
-    from sftprep.cli_inspect import inspect
+    from sftprep.cli.inspect import inspect
 
     result = CliRunner().invoke(inspect, [str(tmp_path / "missing")])
     assert result.exit_code == EXIT_IO

@@ -20,9 +20,8 @@ import pyarrow.compute as pc
 
 from sftprep.arrays import filled, to_numpy
 from sftprep.errors import ConfigError
+from sftprep.options import WHERE
 from sftprep.view.source import Rows
-
-WHERE = ("truncated", "boundary-adjusted", "max-length", "no-eos")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from rich.text import Text
 from tokenizers import Tokenizer
 
 from sftprep.errors import ConfigError
+from sftprep.options import VIEW_FORMATS
 from sftprep.view.choose import Selection, choose, example_matches
 from sftprep.view.draw import Look
 from sftprep.view.exploded import exploded_view, span_title
@@ -23,7 +24,7 @@ from sftprep.view.text import text_view
 from sftprep.view.turns import Turns, open_turns
 
 VIEWS = ("text", "tokens", "stats")
-FORMATS = ("text", "json")
+FORMATS = VIEW_FORMATS
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,16 @@ import json
 
 import click
 
-from sftprep.merge import merge_builds
+from sftprep.cli.errors import Command
+from sftprep.cli.flags import summary_options
+from sftprep.cli.output import json_summary, say, summary
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("parts", nargs=-1, required=True, metavar="SLICE...")
 @click.option("-o", "--output", required=True, help="Output directory, or a URL (s3://bucket/prefix, ...).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@summary_options()
 def merge(parts, output, overwrite, as_json, quiet) -> None:
     """Merge the outputs of all --num-shards slices of a build into one build.
 
@@ -26,10 +27,10 @@ def merge(parts, output, overwrite, as_json, quiet) -> None:
     sftprep build data.jsonl -o part-1 --num-shards 2 --shard-index 1
     sftprep merge part-0 part-1 -o merged
     """
-    from sftprep.cli import _json_summary, _say, _summary  # the build command's summaries
+    from sftprep.merge import merge_builds
 
-    result = merge_builds(list(parts), output, overwrite=overwrite, log=None if quiet else _say)
+    result = merge_builds(list(parts), output, overwrite=overwrite, log=None if quiet else say)
     if not quiet:
-        _summary(result)
+        summary(result)
     if as_json:
-        click.echo(json.dumps(_json_summary(result), sort_keys=True))
+        click.echo(json.dumps(json_summary(result), sort_keys=True))

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
-from sftprep.exports import EXPORT_FORMATS, export_build
-from sftprep.exports.base import CARD_FILE
+from sftprep.cli.errors import Command
+from sftprep.cli.flags import summary_options
+from sftprep.cli.output import say
+from sftprep.options import EXPORT_FORMATS
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("build_dir", metavar="OUT", type=click.Path(file_okay=False))
 @click.option("--to", "fmt", required=True, type=click.Choice(EXPORT_FORMATS),
               help="parquet (+ README.md dataset card), mds (MosaicML streaming) or megatron (.bin/.idx).")  # fmt: skip
@@ -19,8 +21,7 @@ from sftprep.exports.base import CARD_FILE
     "-o", "--output", required=True, type=click.Path(file_okay=False), help="Destination directory."
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@summary_options()
 def export(build_dir, fmt, output, overwrite, as_json, quiet) -> None:
     """Write an existing Arrow build OUT in another format, for other trainers.
 
@@ -33,7 +34,8 @@ def export(build_dir, fmt, output, overwrite, as_json, quiet) -> None:
     sftprep export out/ --to mds -o out-mds/           # streaming.StreamingDataset
     sftprep export out/ --to megatron -o out-megatron/ # megatron-core IndexedDataset
     """
-    from sftprep.cli import _say
+    from sftprep.exports import export_build
+    from sftprep.exports.base import CARD_FILE
 
     manifest = export_build(build_dir, output, fmt, overwrite=overwrite)
     files = manifest["shards"]
@@ -41,9 +43,7 @@ def export(build_dir, fmt, output, overwrite, as_json, quiet) -> None:
     rows = {name: split["rows"] for name, split in card["splits"].items()}
     if not quiet:
         total = sum(rows.values())
-        _say(
-            f"wrote {total:,} rows ({', '.join(f'{k} {v:,}' for k, v in rows.items())}) as {fmt} to {output}"
-        )
+        say(f"wrote {total:,} rows ({', '.join(f'{k} {v:,}' for k, v in rows.items())}) as {fmt} to {output}")
     if as_json:
         summary = {"output": str(output), "output_format": fmt, "rows": rows, "files": len(files)}
         click.echo(json.dumps(summary, sort_keys=True))

@@ -6,14 +6,12 @@ import json
 
 import click
 
-from sftprep.verify import EXIT_PROBLEMS, verify_build
+from sftprep.cli.errors import Command
+from sftprep.cli.output import say
+from sftprep.errors import EXIT_DIFFERENT, EXIT_OK, EXIT_PROBLEMS
 
 
-def _say(message: str) -> None:
-    click.echo(f"sftprep: {message}", err=True)
-
-
-@click.command()
+@click.command(cls=Command)
 @click.argument("output", metavar="OUT")
 @click.option(
     "--sources",
@@ -30,15 +28,17 @@ def verify(output, sources, tokenizer, max_problems, as_json, quiet) -> int:
 
     Prints one line per problem (shard, row, column[position]: what is wrong)
     and exits 0 when everything holds, 5 when something does not (2 and 4 when
-    the build cannot be checked at all: see README "Exit codes").
+    the build cannot be checked at all: see docs/errors.md).
 
     \b
     sftprep verify out/
     sftprep verify out/ --tokenizer models/llama/     # the training job's tokenizer
     sftprep verify s3://bucket/out/ --sources --json  # rebuild from the inputs and compare
     """
+    from sftprep.verify import verify_build
+
     report = verify_build(output, sources=sources, tokenizer=tokenizer, max_problems=max_problems,
-                          log=None if quiet else _say)  # fmt: skip
+                          log=None if quiet else say)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
@@ -47,14 +47,14 @@ def verify(output, sources, tokenizer, max_problems, as_json, quiet) -> int:
     if not quiet:
         checked = f"{report.rows:,} rows, {report.bytes / 2**20:,.1f} MiB, {report.seconds:.1f} s ({', '.join(report.checks)})"
         if report.ok:
-            _say(f"verify: {output}: OK: {checked}")
+            say(f"verify: {output}: OK: {checked}")
         else:
             more = (
                 f" ({report.total - len(report.problems):,} not shown)"
                 if report.total > len(report.problems)
                 else ""
             )
-            _say(f"verify: {output}: {report.total:,} problem{'s' * (report.total != 1)}{more}: {checked}")
+            say(f"verify: {output}: {report.total:,} problem{'s' * (report.total != 1)}{more}: {checked}")
     return 0 if report.ok else EXIT_PROBLEMS
 
 
@@ -66,7 +66,7 @@ _KINDS = {
 }
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @click.option("--limit", type=click.IntRange(min=0), default=5, show_default=True,
@@ -89,7 +89,7 @@ def diff(a, b, limit, as_json) -> int:
     report = diff_builds(a, b, limit=limit)
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
-        return 0 if report.same else 1
+        return EXIT_OK if report.same else EXIT_DIFFERENT
     c = report.counts
     click.echo(f"A: {a}\nB: {b}")
     if report.changes:
@@ -110,4 +110,4 @@ def diff(a, b, limit, as_json) -> int:
     hidden = report.differing - len(report.shown)
     if hidden > 0:
         click.echo(f"\n... and {hidden:,} more differing examples (raise --limit to see them)")
-    return 0 if report.same else 1
+    return EXIT_OK if report.same else EXIT_DIFFERENT

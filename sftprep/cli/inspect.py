@@ -13,37 +13,17 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
+from click.core import ParameterSource
 
-from sftprep import view
-from sftprep.chat import TRAIN_ON, TURNS
-from sftprep.cli_errors import Command, say
+from sftprep.cli.errors import Command
+from sftprep.cli.flags import assignments, option_names, row_options
+from sftprep.cli.output import say
 from sftprep.config import BuildConfig
-from sftprep.encode import TRUNCATION_POLICIES
 from sftprep.errors import SftprepError
-from sftprep.labels import LABEL_STYLES, MODES
-from sftprep.templates import parse_assignments
+from sftprep.options import VIEW_FORMATS, WHERE
 
-# Options that only make sense with --preview, and their defaults (to tell "given" apart).
-_PREVIEW_DEFAULTS: dict[str, Any] = {
-    "template": None,
-    "fields": (),
-    "variables": (),
-    "mode": "sequence",
-    "labels": "shifted",
-    "max_length": None,
-    "truncation": "prompt",
-    "markers": "text",
-    "eos": None,
-    "input_format": None,
-    "chat_template": None,
-    "train_on": "assistant",
-    "turns": "auto",
-    "train_reasoning": "yes",
-    "roles": (),
-    "records": 100,
-}
-_FLAG_NAMES = {"fields": "--field", "variables": "--var", "roles": "--role"}
+# The options that only make sense with --preview (the build's row options, and --records).
+_PREVIEW_ONLY = (*option_names(row_options(preview=True)), "records")
 
 
 def _colour(choice: str) -> bool:
@@ -53,12 +33,18 @@ def _colour(choice: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        # rich exits with status 1 here; a reader that stops early is not an error,
-        # so let the command end quietly with status 0 instead.
-        self.quiet = True
-        raise BrokenPipeError
+def _console(**settings: Any) -> Any:
+    """A rich Console (rich is imported only when inspect runs) that ends quietly on a closed pipe."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits with status 1 here; a reader that stops early is not an error,
+            # so let the command end quietly with status 0 instead.
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(**settings)
 
 
 def _silence_stdout() -> None:
@@ -105,7 +91,7 @@ def _silence_stdout() -> None:
     "--where",
     "where",
     multiple=True,
-    type=click.Choice(view.WHERE),
+    type=click.Choice(WHERE),
     help="Only rows that were truncated, had their prompt/target boundary adjusted, are "
     "exactly --max-length long, or never train the EOS token. Repeatable (all must hold).",
 )
@@ -124,7 +110,7 @@ def _silence_stdout() -> None:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(view.FORMATS),
+    type=click.Choice(VIEW_FORMATS),
     default="text",
     show_default=True,
     help="json: one object per row (ids, token strings, decoded pieces, trained mask).",
@@ -152,47 +138,16 @@ def _silence_stdout() -> None:
     help="OUT is an input file: build its first records in memory "
     "with the options below and show them, writing nothing.",
 )
-@click.option("-t", "--template", help="With --preview: template name or TOML file (default: detected).")
-@click.option("--chat-template", help="With --preview: as for build (chat data).")
-@click.option(
-    "--train-on", type=click.Choice(TRAIN_ON), default="assistant", help="With --preview: as for build."
-)
-@click.option("--turns", type=click.Choice(TURNS), default="auto", help="With --preview: as for build.")
-@click.option(
-    "--train-reasoning", type=click.Choice(["yes", "no"]), default="yes", help="With --preview: as for build."
-)
-@click.option("--role", "roles", multiple=True, metavar="NAME=ROLE", help="With --preview: as for build.")
-@click.option(
-    "-f", "--field", "fields", multiple=True, metavar="NAME=PATH", help="With --preview: as for build."
-)
-@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="With --preview: as for build.")
-@click.option("--mode", type=click.Choice(MODES), default="sequence", help="With --preview: as for build.")
-@click.option(
-    "--labels", type=click.Choice(LABEL_STYLES), default="shifted", help="With --preview: as for build."
-)
-@click.option("--max-length", type=click.IntRange(min=2), help="With --preview: as for build.")
-@click.option(
-    "--truncation",
-    type=click.Choice(TRUNCATION_POLICIES),
-    default="prompt",
-    help="With --preview: as for build.",
-)
-@click.option(
-    "--markers", type=click.Choice(["text", "special"]), default="text", help="With --preview: as for build."
-)
-@click.option("--eos", help="With --preview: as for build.")
-@click.option(
-    "--input-format",
-    type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]),
-    help="With --preview: the input's format (default: detected).",
-)
+@row_options(preview=True)
 @click.option(
     "--records",
     type=click.IntRange(min=1),
     default=100,
     help="With --preview: how many input records to read.  [default: 100]",
 )
+@click.pass_context
 def inspect(
+    ctx,
     out,
     limit,
     show_all,
@@ -229,12 +184,14 @@ def inspect(
     sftprep inspect --preview data.jsonl -t qa --tokenizer tokenizer.json
     sftprep inspect --preview chat.jsonl --chat-template chatml --tokenizer smollm/
     """
-    _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options)
+    from sftprep import view  # here, not above: `sftprep --help` must not wait for it
+
+    _check_flags(ctx, limit, show_all, random_n, tokens, stats, preview)
     if unpack and stats:
         raise click.UsageError(
             "--unpack shows rows and --stats counts them (per example already): choose one"
         )
-    console = _Console(
+    console = _console(
         file=sys.stdout,
         width=width,
         highlight=False,
@@ -263,23 +220,29 @@ def inspect(
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    # A SftprepError goes on to cli_errors.run_mapped, as a build's does: one
+    # A SftprepError goes on to cli.errors.run_mapped, as a build's does: one
     # "sftprep: error: ..." line, the documented exit code, a traceback only with --debug.
 
 
-def _check_flags(limit, show_all, random_n, tokens, stats, preview, build_options) -> None:
+def _check_flags(ctx, limit, show_all, random_n, tokens, stats, preview) -> None:
     if sum(bool(x) for x in (limit, show_all, random_n)) > 1:
         raise click.UsageError("choose one of --limit, --all and --random")
     if tokens and stats:
         raise click.UsageError("--tokens and --stats are different views: choose one")
     if not preview:
-        given = [k for k, v in build_options.items() if v != _PREVIEW_DEFAULTS[k]]
+        given = [
+            max(p.opts, key=len)
+            for p in ctx.command.params
+            if p.name in _PREVIEW_ONLY
+            and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        ]
         if given:
-            names = ", ".join(_FLAG_NAMES.get(k, "--" + k.replace("_", "-")) for k in given)
-            raise click.UsageError(f"{names} only work with --preview")
+            raise click.UsageError(f"{', '.join(given)} only work with --preview")
 
 
-def _selection(indexes, random_n, seed, source, where, limit, show_all) -> view.Selection:
+def _selection(indexes, random_n, seed, source, where, limit, show_all) -> Any:
+    from sftprep import view
+
     try:
         ranges = tuple(r for text in indexes for r in view.parse_index(text))
     except SftprepError as exc:
@@ -295,6 +258,8 @@ def _selection(indexes, random_n, seed, source, where, limit, show_all) -> view.
 
 
 def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any], with_tokenizer: bool):
+    from sftprep import view
+
     if not preview:
         rows = view.open_rows(out)
         if not with_tokenizer:  # --stats shows no token strings
@@ -308,9 +273,7 @@ def _open(out: str, preview: bool, tokenizer: str | None, options: dict[str, Any
         inputs=(out,),
         output="-",
         tokenizer=tokenizer,
-        fields=parse_assignments(options.pop("fields"), "--field"),
-        variables=parse_assignments(options.pop("variables"), "--var"),
-        roles=parse_assignments(options.pop("roles"), "--role"),
+        **assignments(options.pop("fields"), options.pop("variables"), options.pop("roles")),
         **options,
     )
     rows, tok, notes = view.preview(config, records)

@@ -3,7 +3,8 @@
 The group (``sftprep ...``) and each command run on its own (``inspect.main()``,
 as click's CliRunner does in the tests) share this one mapping, so an error reads
 the same whichever way a command was started: ``sftprep: error: ...`` and the
-error's exit code (README "Exit codes"), with a traceback only under ``--debug``.
+error's exit code (declared in :mod:`sftprep.errors`, documented in docs/errors.md),
+with a traceback only under ``--debug``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from sftprep.cli.output import say
 from sftprep.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -22,11 +24,6 @@ from sftprep.errors import (
     SftprepError,
     Terminated,
 )
-
-
-def say(message: str) -> None:
-    """Print one ``sftprep: ...`` line on stderr."""
-    click.echo(f"sftprep: {message}", err=True)
 
 
 def run_mapped(invoke: Callable[[], Any], debug: bool) -> int:
