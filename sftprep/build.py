@@ -53,7 +53,7 @@ from sftprep.packing import (
     pad_id_for,
     padded_schema,
 )
-from sftprep.parallel import run_transform
+from sftprep.engines.local import run_transform
 from sftprep.readers import InputFile, Record, expand_inputs, settle
 from sftprep.templates import (
     Renderer,
@@ -466,7 +466,7 @@ class _Stream:
         estimate): the local engine takes it as it is rather than transforming that batch again.
         """
         if self.config.engine == "ray":
-            from sftprep.ray_engine import RayEngine
+            from sftprep.engines.ray import RayEngine
 
             self.engine = RayEngine(self.config, self.progress.log, self.progress.advance)
             # Ray reads the inputs again itself: this process has read only up to here.

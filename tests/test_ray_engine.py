@@ -159,7 +159,7 @@ class _Crashing:
 
 
 def test_a_failed_task_names_the_record_not_ray(ray_local, tmp_path):
-    from sftprep.ray_engine import RayEngine
+    from sftprep.engines.ray import RayEngine
 
     data = tmp_path / "d.jsonl"
     answers = ["a", "b", "boom", "c", "d"]

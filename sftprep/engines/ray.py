@@ -43,7 +43,7 @@ from sftprep import storage
 from sftprep.build import _batched, _Inputs, _Progress, untransformed
 from sftprep.config import BuildConfig
 from sftprep.errors import EXIT_IO, ConfigError, SftprepError
-from sftprep.parallel import WorkerError
+from sftprep.engines.local import WorkerError
 from sftprep.readers import Record, expand_inputs
 from sftprep.transform import BatchResult
 

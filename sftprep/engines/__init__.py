@@ -1,0 +1,1 @@
+"""Engines: where the per-batch transform runs (worker processes here, or Ray)."""
