@@ -23,9 +23,9 @@ from compare import NQ_CONFIG, NQ_OPTIONS, assert_same_build, manifest
 from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
 from sftprep import BuildConfig, run_build, storage
-from sftprep.build import Located, TransformError, untransformed
 from sftprep.cli import cli
-from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE
+from sftprep.engines.stream import Located, Progress, untransformed
+from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE, TransformError
 from sftprep.merge import merge_builds
 from sftprep.readers import settle
 
@@ -165,9 +165,9 @@ def test_a_failed_task_names_the_record_not_ray(ray_local, tmp_path):
     answers = ["a", "b", "boom", "c", "d"]
     data.write_text("".join(json.dumps({"question": "q", "answer": a}) + "\n" for a in answers))
     config = BuildConfig(inputs=(str(data),), output="", batch_size=4, engine="ray")
-    engine = RayEngine(config, log=lambda m: None, advance=lambda n: None)
+    engine = RayEngine(config, Progress())
     with pytest.raises(TransformError) as caught:
-        list(engine.results(Located(_Crashing()), 0))
+        list(engine.run([str(data)], Located(_Crashing()), 0))
     message = str(caught.value)
     assert message == f"{data}:3: the transform failed on this record: ZeroDivisionError: division by zero"
     assert type(caught.value) is TransformError  # not Ray's wrapper, whose str() is a traceback
