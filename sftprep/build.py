@@ -38,7 +38,8 @@ from sftprep.engines import Engine, engine_for
 from sftprep.engines.stream import Inputs, Located, Progress, batched, in_slice, untransformed
 from sftprep.errors import ConfigError, DataError, OutputError, RecordError, counted
 from sftprep.exports import convert_staged
-from sftprep.labels import IGNORE_INDEX, schema_for
+from sftprep.labels import schema_for
+from sftprep.manifest import FORMAT, REJECTS, SLICE_RULE, label_convention, write_manifest
 from sftprep.packing import (
     Packer,
     packed_schema_for,
@@ -51,16 +52,11 @@ from sftprep.templates import (
     Renderer,
     Template,
 )
-from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+from sftprep.tokenizer import load_tokenizer
 from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
-from sftprep.writer import ShardWriter, with_metadata, write_json
+from sftprep.writer import ShardWriter, with_metadata
 
-__all__ = ["MANIFEST", "REJECTS", "BuildConfig", "BuildResult", "default_workers", "run_build"]
-
-MANIFEST = "manifest.json"
-REJECTS = "rejects.jsonl"
-MANIFEST_FORMAT = "sftprep-manifest/1"
-SLICE_RULE = "batch k of --batch-size records (from 0, over all inputs in order) is in slice k mod num_shards"
+__all__ = ["BuildConfig", "BuildResult", "default_workers", "run_build"]
 
 
 @dataclass
@@ -124,26 +120,6 @@ class _Rejects:
             self.file.close()
 
 
-def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
-        "mode": config.mode,
-        "labels": config.labels,
-        "ignore_index": IGNORE_INDEX,
-        "shifted": config.labels == "shifted" and config.mode == "sequence",
-        "eos_id": info.eos_id,
-        "eos_token": info.eos_token,
-        "bos_id": info.bos_id,
-        "bos_policy": "as the tokenizer's post-processor adds it (ids before the prompt: "
-        f"{info.head_ids}); a duplicate BOS from the text is removed",
-        "trained": "pairs: the target tokens and EOS, never the prompt; chat: the assistant turns "
-        "(content and end-of-turn marker, never their header) chosen by train_on",
-        "train_on": config.train_on,
-        "packed": config.pack,
-        "padded": config.pad_to is not None or config.pad_to_multiple_of is not None,
-    }
-
-
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
@@ -201,7 +177,7 @@ def run_build(
         manifest = _manifest(config, info, stream, engine.described(inputs), counts)
         if info.added_markers:
             info.tokenizer.save(str(staged.path / "tokenizer.json"))
-        write_json(staged.path / MANIFEST, manifest)
+        write_manifest(staged.path, manifest)
         if config.output_format != "arrow":  # the complete Arrow build, converted before it is committed
             manifest = convert_staged(staged.path, config.output_format)
         staged.commit()
@@ -247,9 +223,8 @@ class _Stream:
         self.padding = config.pad_to is not None or config.pad_to_multiple_of is not None
         if self.padding:
             written = padded_schema(written)
-        self.schema = with_metadata(written, _convention(config, info))
-        store = staged if hasattr(staged, "shard_closed") else None  # uploads shards to a URL
-        self.writer = ShardWriter(staged.path, self.schema, config.shard_size, store=store)
+        self.schema = with_metadata(written, label_convention(config, info))
+        self.writer = ShardWriter(staged.path, self.schema, config.shard_size, store=staged.store)
         self.packer = (
             Packer(config.max_length, config.labels, buffer_examples=config.pack_buffer)
             if config.pack
@@ -365,7 +340,7 @@ def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
             "values": dict(renderer.values) if renderer else {},
         }
     return {
-        "format": MANIFEST_FORMAT,
+        "format": FORMAT,
         "output_format": "arrow",
         "sftprep_version": __version__,
         "config": config.recorded(),
