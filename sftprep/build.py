@@ -23,7 +23,7 @@ import hashlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,7 +56,7 @@ from sftprep.tokenizer import load_tokenizer
 from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
 from sftprep.writer import ShardWriter, with_metadata
 
-__all__ = ["BuildConfig", "BuildResult", "default_workers", "run_build"]
+__all__ = ["BuildConfig", "BuildResult", "check_all_rejected", "default_workers", "run_build"]
 
 
 @dataclass
@@ -102,22 +102,31 @@ class _Rejects:
                 f"more than --max-errors {self.config.max_errors}"
             )
 
-    def check_all_rejected(self, records_read: int) -> None:
-        """An empty dataset because every record was rejected is "no records" (exit 3).
-
-        Unless ``--max-errors`` allowed it: then the user asked for exactly this.
-        """
-        total = sum(self.counts.values())
-        if records_read and total == records_read and self.config.max_errors is None:
-            reasons = ", ".join(f"{reason} {n:,}" for reason, n in self.counts.most_common())
-            raise DataError(
-                f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
-                "--max-errors 100% accepts an empty build"
-            )
-
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def check_all_rejected(records_read: int, skipped: Mapping[str, int], max_errors: str | None) -> None:
+    """An empty dataset because every record was rejected is "no records" (exit 3).
+
+    Unless ``--max-errors`` allowed it: then the user asked for exactly this.
+
+    Args:
+        records_read: the build's records (all slices' for a merge).
+        skipped: rejected records per reason, most common first on ties as met.
+        max_errors: the build's ``--max-errors``.
+
+    Raises:
+        DataError: every record read was rejected.
+    """
+    total = sum(skipped.values())
+    if records_read and total == records_read and max_errors is None:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in Counter(skipped).most_common())
+        raise DataError(
+            f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
+            "--max-errors 100% accepts an empty build"
+        )
 
 
 def _human(n: float) -> str:
@@ -172,7 +181,8 @@ def run_build(
             rejects.close()
         counts = stream.counts
         rejects.check_rate(counts.records_read)
-        rejects.check_all_rejected(counts.records_read)
+        if config.num_shards == 1:  # a slice is part of a build: `sftprep merge` checks the whole
+            check_all_rejected(counts.records_read, rejects.counts, config.max_errors)
         counts.skipped = rejects.counts
         manifest = _manifest(config, info, stream, engine.described(inputs), counts)
         if info.added_markers:
