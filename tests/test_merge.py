@@ -190,7 +190,7 @@ def _data_with_bad_first_batch(tmp_path) -> Path:
 
 
 def test_a_slice_whose_records_are_all_rejected_merges(tmp_path):
-    """"Every record rejected" is a property of the whole build, not of one slice of it."""
+    """Every record rejected is a property of the whole build, not of one slice of it."""
     data = _data_with_bad_first_batch(tmp_path)
     config = BuildConfig(inputs=(str(data),), output=str(tmp_path / "single"), template="qa",
                          on_error="skip", batch_size=2, workers=1)  # fmt: skip
@@ -205,7 +205,9 @@ def test_a_slice_whose_records_are_all_rejected_merges(tmp_path):
 def test_a_merge_of_slices_that_rejected_everything_fails(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(4)))
-    config = BuildConfig(inputs=(str(data),), output="", template="qa", on_error="skip", batch_size=2, workers=1)
+    config = BuildConfig(
+        inputs=(str(data),), output="", template="qa", on_error="skip", batch_size=2, workers=1
+    )
     with pytest.raises(DataError, match="all 4 records rejected"):
         run_build(replace(config, output=str(tmp_path / "single")))
     parts = _slices(tmp_path, config, 2)  # each slice alone is only part of the build
