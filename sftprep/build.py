@@ -56,7 +56,7 @@ from sftprep.tokenizer import load_tokenizer
 from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
 from sftprep.writer import ShardWriter, with_metadata
 
-__all__ = ["BuildConfig", "BuildResult", "check_all_rejected", "default_workers", "run_build"]
+__all__ = ["BuildConfig", "BuildResult", "check_rejected", "default_workers", "run_build"]
 
 
 @dataclass
@@ -73,7 +73,8 @@ class _Rejects:
         self.path = directory / REJECTS
         self.file: TextIO | None = None
         self.counts: Counter[str] = Counter()
-        self.limit, self.rate = parse_max_errors(config.max_errors) if config.max_errors else (None, None)
+        # A count stops the build at once (a rate can only be judged at the end: check_rejected).
+        self.limit = parse_max_errors(config.max_errors)[0] if config.max_errors else None
 
     def handle(self, record: Record, error: RecordError) -> None:
         if self.config.on_error == "fail":
@@ -94,34 +95,38 @@ class _Rejects:
                 f"{counted(total, 'record')} rejected, more than --max-errors {self.limit}; last: {error}"
             )
 
-    def check_rate(self, records_read: int) -> None:
-        total = sum(self.counts.values())
-        if self.rate is not None and records_read and total / records_read > self.rate:
-            raise DataError(
-                f"{total:,} of {counted(records_read, 'record')} rejected ({total / records_read:.2%}), "
-                f"more than --max-errors {self.config.max_errors}"
-            )
-
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
 
 
-def check_all_rejected(records_read: int, skipped: Mapping[str, int], max_errors: str | None) -> None:
-    """An empty dataset because every record was rejected is "no records" (exit 3).
+def check_rejected(records_read: int, skipped: Mapping[str, int], max_errors: str | None) -> None:
+    """A whole build's rejected records against ``--max-errors``, once it is read.
 
-    Unless ``--max-errors`` allowed it: then the user asked for exactly this.
+    Without ``--max-errors``, an empty dataset because every record was rejected
+    is "no records" (exit 3); with it, the user said how many may go (an empty
+    build included). A slice (``--num-shards``) is only part of a build: ``sftprep
+    merge`` checks the sum of its slices.
 
     Args:
         records_read: the build's records (all slices' for a merge).
-        skipped: rejected records per reason, most common first on ties as met.
+        skipped: rejected records per reason (ties in the order met).
         max_errors: the build's ``--max-errors``.
 
     Raises:
-        DataError: every record read was rejected.
+        DataError: more rejected than ``--max-errors`` allows, or all without it.
     """
     total = sum(skipped.values())
-    if records_read and total == records_read and max_errors is None:
+    if max_errors is not None:
+        limit, rate = parse_max_errors(max_errors)
+        if limit is not None and total > limit:  # a build stops at once; a merge finds it here
+            raise DataError(f"{counted(total, 'record')} rejected, more than --max-errors {limit}")
+        if rate is not None and records_read and total / records_read > rate:
+            raise DataError(
+                f"{total:,} of {counted(records_read, 'record')} rejected ({total / records_read:.2%}), "
+                f"more than --max-errors {max_errors}"
+            )
+    elif records_read and total == records_read:
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in Counter(skipped).most_common())
         raise DataError(
             f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
@@ -180,9 +185,8 @@ def run_build(
         finally:
             rejects.close()
         counts = stream.counts
-        rejects.check_rate(counts.records_read)
         if config.num_shards == 1:  # a slice is part of a build: `sftprep merge` checks the whole
-            check_all_rejected(counts.records_read, rejects.counts, config.max_errors)
+            check_rejected(counts.records_read, rejects.counts, config.max_errors)
         counts.skipped = rejects.counts
         manifest = _manifest(config, info, stream, engine.described(inputs), counts)
         if info.added_markers:

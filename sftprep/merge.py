@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from sftprep import storage
 from sftprep.arrays import to_numpy
-from sftprep.build import BuildResult, check_all_rejected
+from sftprep.build import BuildResult, check_rejected
 from sftprep.digest import RowDigest
 from sftprep.errors import ConfigError, DataError, InputError
 from sftprep.manifest import NAME as MANIFEST
@@ -304,10 +304,8 @@ def merge_builds(
         _copy_tokenizer(slices[0], staged.path)
         shards = writer.finish(fingerprint_extra=json.dumps(config, sort_keys=True))
         counts = _sum_counts([s.manifest for s in slices])
-        # Slices leave this check to the merge: one slice's records may all be bad, the build's not.
-        check_all_rejected(
-            counts.get("records_read", 0), counts.get("skipped") or {}, config.get("max_errors")
-        )
+        # Slices leave --max-errors to the merge: one slice's records may all be bad, the build's not.
+        check_rejected(counts.get("records_read", 0), counts.get("skipped") or {}, config.get("max_errors"))
         manifest = dict(first)
         manifest.update(
             config=config,

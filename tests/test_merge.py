@@ -214,3 +214,20 @@ def test_a_merge_of_slices_that_rejected_everything_fails(tmp_path):
     with pytest.raises(DataError, match=r"all 4 records rejected \(missing_field 4\), nothing to write"):
         merge_builds(parts, str(tmp_path / "merged"))
     assert not (tmp_path / "merged").exists()
+
+
+def test_max_errors_holds_for_the_whole_build_not_each_slice(tmp_path):
+    data = _data_with_bad_first_batch(tmp_path)  # 4 of 8 records rejected, all 4 of slice 0's
+    config = BuildConfig(inputs=(str(data),), output="", template="qa", on_error="skip", batch_size=2,
+                         workers=1, max_errors="50%")  # fmt: skip
+    merge_builds(_slices(tmp_path / "a", config, 2), str(tmp_path / "merged"))  # slice 0 alone: 100%
+    assert manifest(tmp_path / "merged")["counts"]["skipped_total"] == 4
+    # 40%, or more than 3 records (batches of 1: each slice rejects 2): the merge fails, as the build does
+    for options in ({"max_errors": "40%"}, {"max_errors": "3", "batch_size": 1}):
+        strict = replace(config, **options)
+        with pytest.raises(DataError) as single:
+            run_build(replace(strict, output=str(tmp_path / "single")))
+        parts = _slices(tmp_path / options["max_errors"].strip("%"), strict, 2)
+        with pytest.raises(DataError) as merged:
+            merge_builds(parts, str(tmp_path / "merged-strict"))
+        assert str(merged.value).startswith(str(single.value).split(";")[0])
