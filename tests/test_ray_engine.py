@@ -146,6 +146,24 @@ def test_an_unreadable_input_fails_as_locally(ray_local, tmp_path):
     assert f"{data}: not a valid gzip file" in results[1].output
 
 
+def test_ray_reads_the_inputs_the_build_expanded(ray_local, tmp_path):
+    """The glob is expanded once, when the build starts: a file that appears later is not read by Ray."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"question": name, "answer": name}) + "\n")
+    late = tmp_path / "c.jsonl"
+
+    def advance(n: int) -> None:  # the build has read a.jsonl: Ray has not started yet
+        late.write_text(json.dumps({"question": "c", "answer": "c"}) + "\n")
+
+    config = BuildConfig(inputs=(str(tmp_path / "*.jsonl"),), output=str(tmp_path / "out"), template="qa",
+                         engine="ray")  # fmt: skip
+    result = run_build(config, advance=advance)
+    assert [entry["name"] for entry in result.manifest["inputs"]] == [
+        str(tmp_path / n) for n in ("a.jsonl", "b.jsonl")
+    ]
+    assert result.manifest["counts"]["records_read"] == 2
+
+
 class _Crashing:
     """A transform that crashes (not a bad record: a bug) on answers that say "boom".
 
