@@ -2,10 +2,11 @@
 
 The job is two Ray Data stages and the driver:
 
-1. *read*: one task streams the inputs (local paths on a shared filesystem, or
-   URLs) through the same :class:`~sftprep.readers.InputFile` readers as the
-   local engine, cut into the same batches of ``--batch-size`` records, and
-   keeps this slice's batches (``--num-shards``);
+1. *read*: one task streams the inputs the build expanded (local paths on a
+   shared filesystem, or URLs; globs are not expanded again) through the same
+   :class:`~sftprep.engines.stream.Inputs` as the local engine, cut into the
+   same batches of ``--batch-size`` records, and keeps this slice's batches
+   (``--num-shards``);
 2. *transform*: a pool of actors, one per CPU, each holding the very
    :class:`~sftprep.transform.BatchTransform` the local engine runs (built once
    on the driver and shipped pickled, tokenizer included), turns each batch
