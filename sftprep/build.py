@@ -4,9 +4,10 @@
 shell over it). Records flow through in batches of ``batch_size``; a
 ``transform.BatchTransform`` turns one batch of records into Arrow rows and a
 list of rejected records, and holds no state between batches, so the same
-transform can run in worker processes (``parallel.py``) or on Ray
-(``--engine ray``, ``ray_engine.py``). Packing, padding and writing happen
-here, in order, in this process.
+transform can run wherever an engine (:mod:`sftprep.engines`: worker processes,
+or Ray with ``--engine ray``) runs it; the build only asks the engine for the
+results, in order. Packing, padding and writing happen here, in order, in this
+process.
 
 ``--num-shards N --shard-index I`` builds one slice of the records: the
 records are cut into batches of ``--batch-size`` as always, and batch ``k``
@@ -21,9 +22,8 @@ import gc
 import hashlib
 import itertools
 import json
-import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,18 +34,12 @@ from sftprep import __version__, storage
 from sftprep.chat import ChatTemplate
 from sftprep.config import BuildConfig, default_workers, parse_max_errors
 from sftprep.digest import RowDigest
-from sftprep.errors import (
-    EXIT_INTERNAL,
-    ConfigError,
-    DataError,
-    InputError,
-    OutputError,
-    RecordError,
-    SftprepError,
-    counted,
-)
+from sftprep.engines import Engine, engine_for
+from sftprep.engines.stream import Inputs, Located, Progress, batched, in_slice, untransformed
+from sftprep.errors import ConfigError, DataError, OutputError, RecordError, counted
 from sftprep.exports import convert_staged
-from sftprep.labels import IGNORE_INDEX, schema_for
+from sftprep.labels import schema_for
+from sftprep.manifest import FORMAT, REJECTS, SLICE_RULE, label_convention, write_manifest
 from sftprep.packing import (
     Packer,
     packed_schema_for,
@@ -53,123 +47,22 @@ from sftprep.packing import (
     pad_id_for,
     padded_schema,
 )
-from sftprep.parallel import run_transform
-from sftprep.readers import InputFile, Record, expand_inputs, settle
+from sftprep.readers import Record, expand_inputs, settle
 from sftprep.templates import (
     Renderer,
     Template,
 )
-from sftprep.tokenizer import TokenizerInfo, load_tokenizer
+from sftprep.tokenizer import load_tokenizer
 from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
-from sftprep.writer import ShardWriter, with_metadata, write_json
+from sftprep.writer import ShardWriter, with_metadata
 
-__all__ = ["MANIFEST", "REJECTS", "BuildConfig", "BuildResult", "default_workers", "run_build"]
-
-MANIFEST = "manifest.json"
-REJECTS = "rejects.jsonl"
-MANIFEST_FORMAT = "sftprep-manifest/1"
-SLICE_RULE = "batch k of --batch-size records (from 0, over all inputs in order) is in slice k mod num_shards"
-
-
-def _batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-class Located:
-    """A transform whose crashes name the record that causes them.
-
-    A crash (a bug, not a bad record) inside a worker process or a Ray task
-    would otherwise surface as a traceback about a batch; this re-runs the
-    batch's records one at a time to find the culprit, so either engine ends
-    with ``data.jsonl:17: the transform failed on this record: ...``.
-    """
-
-    def __init__(self, transform: Callable[[list[Record]], BatchResult]):
-        self.transform = transform
-
-    def __call__(self, records: list[Record]) -> BatchResult:
-        try:
-            return self.transform(records)
-        except SftprepError:
-            raise
-        except Exception as exc:
-            raise TransformError(self._culprit(records, exc)) from None
-
-    def _culprit(self, records: list[Record], exc: Exception) -> str:
-        for record in records:
-            try:
-                self.transform([record])
-            except Exception as one:
-                return f"{record.where}: the transform failed on this record: {type(one).__name__}: {one}"
-        where = f"{records[0].where} to {records[-1].where}" if records else "an empty batch"
-        return f"{where}: the transform failed on this batch: {type(exc).__name__}: {exc}"
-
-
-class TransformError(SftprepError):
-    """The transform crashed on a record (a bug, not bad data); the message names the record."""
-
-    exit_code = EXIT_INTERNAL
-
-
-def untransformed(records: list[Record]) -> BatchResult:
-    """The result for a batch with no good record, before the template is bound: all rejects."""
-    return BatchResult([], [(r, r.error) for r in records if r.error], Counts(records_read=len(records)))
+__all__ = ["BuildConfig", "BuildResult", "check_rejected", "default_workers", "run_build"]
 
 
 @dataclass
 class BuildResult:
     output: Path | str  # a Path, or the URL as given for object storage
     manifest: dict[str, Any]
-
-
-class _Progress:
-    """Callbacks the CLI passes in: log lines and progress updates (both optional)."""
-
-    def __init__(self, log: Callable[[str], None] | None, advance: Callable[[int], None] | None):
-        self.log = log or (lambda message: None)
-        self.advance = advance or (lambda n: None)
-
-
-class _Inputs:
-    """The build's inputs, opened one at a time as the stream reaches them."""
-
-    def __init__(self, names: list[str], config: BuildConfig, progress: _Progress):
-        self.names = names
-        self.config = config
-        self.progress = progress
-        self.opened: list[InputFile] = []
-
-    def records(self) -> Iterator[Record]:
-        for name in self.names:
-            with InputFile(
-                name, max_record_bytes=self.config.max_record_bytes, format=self.config.input_format
-            ) as f:
-                self.opened.append(f)
-                done = 0
-                for record in f.records(lazy=True):
-                    yield record
-                    if f.bytes_read - done >= 1 << 20:
-                        self.progress.advance(f.bytes_read - done)
-                        done = f.bytes_read
-                self.progress.advance(f.bytes_read - done)
-
-    def total_bytes(self) -> int | None:
-        if "-" in self.names:
-            return None
-        return sum(storage.size(n) for n in self.names)
-
-    def describe(self) -> list[dict[str, Any]]:
-        return [
-            {"name": f.name, "format": f.format, "sha256": f.sha256, "bytes": f.bytes_read}
-            for f in self.opened
-        ]
 
 
 class _Rejects:
@@ -180,7 +73,8 @@ class _Rejects:
         self.path = directory / REJECTS
         self.file: TextIO | None = None
         self.counts: Counter[str] = Counter()
-        self.limit, self.rate = parse_max_errors(config.max_errors) if config.max_errors else (None, None)
+        # A count stops the build at once (a rate can only be judged at the end: check_rejected).
+        self.limit = parse_max_errors(config.max_errors)[0] if config.max_errors else None
 
     def handle(self, record: Record, error: RecordError) -> None:
         if self.config.on_error == "fail":
@@ -201,50 +95,43 @@ class _Rejects:
                 f"{counted(total, 'record')} rejected, more than --max-errors {self.limit}; last: {error}"
             )
 
-    def check_rate(self, records_read: int) -> None:
-        total = sum(self.counts.values())
-        if self.rate is not None and records_read and total / records_read > self.rate:
-            raise DataError(
-                f"{total:,} of {counted(records_read, 'record')} rejected ({total / records_read:.2%}), "
-                f"more than --max-errors {self.config.max_errors}"
-            )
-
-    def check_all_rejected(self, records_read: int) -> None:
-        """An empty dataset because every record was rejected is "no records" (exit 3).
-
-        Unless ``--max-errors`` allowed it: then the user asked for exactly this.
-        """
-        total = sum(self.counts.values())
-        if records_read and total == records_read and self.config.max_errors is None:
-            reasons = ", ".join(f"{reason} {n:,}" for reason, n in self.counts.most_common())
-            raise DataError(
-                f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
-                "--max-errors 100% accepts an empty build"
-            )
-
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
 
 
-def _convention(config: BuildConfig, info: TokenizerInfo) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
-        "mode": config.mode,
-        "labels": config.labels,
-        "ignore_index": IGNORE_INDEX,
-        "shifted": config.labels == "shifted" and config.mode == "sequence",
-        "eos_id": info.eos_id,
-        "eos_token": info.eos_token,
-        "bos_id": info.bos_id,
-        "bos_policy": "as the tokenizer's post-processor adds it (ids before the prompt: "
-        f"{info.head_ids}); a duplicate BOS from the text is removed",
-        "trained": "pairs: the target tokens and EOS, never the prompt; chat: the assistant turns "
-        "(content and end-of-turn marker, never their header) chosen by train_on",
-        "train_on": config.train_on,
-        "packed": config.pack,
-        "padded": config.pad_to is not None or config.pad_to_multiple_of is not None,
-    }
+def check_rejected(records_read: int, skipped: Mapping[str, int], max_errors: str | None) -> None:
+    """A whole build's rejected records against ``--max-errors``, once it is read.
+
+    Without ``--max-errors``, an empty dataset because every record was rejected
+    is "no records" (exit 3); with it, the user said how many may go (an empty
+    build included). A slice (``--num-shards``) is only part of a build: ``sftprep
+    merge`` checks the sum of its slices.
+
+    Args:
+        records_read: the build's records (all slices' for a merge).
+        skipped: rejected records per reason (ties in the order met).
+        max_errors: the build's ``--max-errors``.
+
+    Raises:
+        DataError: more rejected than ``--max-errors`` allows, or all without it.
+    """
+    total = sum(skipped.values())
+    if max_errors is not None:
+        limit, rate = parse_max_errors(max_errors)
+        if limit is not None and total > limit:  # a build stops at once; a merge finds it here
+            raise DataError(f"{counted(total, 'record')} rejected, more than --max-errors {limit}")
+        if rate is not None and records_read and total / records_read > rate:
+            raise DataError(
+                f"{total:,} of {counted(records_read, 'record')} rejected ({total / records_read:.2%}), "
+                f"more than --max-errors {max_errors}"
+            )
+    elif records_read and total == records_read:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in Counter(skipped).most_common())
+        raise DataError(
+            f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
+            "--max-errors 100% accepts an empty build"
+        )
 
 
 def _human(n: float) -> str:
@@ -273,15 +160,14 @@ def run_build(
         SftprepError: any problem, already phrased for the user.
     """
     config.check()
-    progress = _Progress(log, advance)
+    progress = Progress(log, advance)
     if list(config.inputs).count("-") > 1:
         raise ConfigError("'-' (stdin) is given more than once: stdin can be read only once")
-    if config.engine == "ray":  # stdin first, before anything reads it
-        _check_ray_inputs([name for name in config.inputs if name == "-"])
+    engine = engine_for(config, progress)
+    engine.check([name for name in config.inputs if name == "-"])  # stdin first, before anything reads it
     storage.check_output(config.output, config.overwrite, config.inputs)
-    inputs = _Inputs(expand_inputs(config.inputs), config, progress)
-    if config.engine == "ray":
-        _check_ray_inputs(inputs.names)
+    inputs = Inputs(expand_inputs(config.inputs), config, progress)
+    engine.check(inputs.names)
     info = load_tokenizer(config.tokenizer, eos=config.eos)
     if config.tokenizer is None:
         progress.log("no --tokenizer given: using sftprep's small demo tokenizer (not for real training)")
@@ -295,72 +181,22 @@ def run_build(
         stream.inputs_size = size
         try:
             with _fewer_gc_pauses():
-                stream.run(inputs.records())
+                stream.run(inputs, engine)
         finally:
             rejects.close()
         counts = stream.counts
-        rejects.check_rate(counts.records_read)
-        rejects.check_all_rejected(counts.records_read)
+        if config.num_shards == 1:  # a slice is part of a build: `sftprep merge` checks the whole
+            check_rejected(counts.records_read, rejects.counts, config.max_errors)
         counts.skipped = rejects.counts
-        described = inputs.describe()
-        if stream.engine is not None:
-            described = _ray_read_all(stream.engine.inputs, inputs)
-        manifest = _manifest(config, info, stream, described, counts)
+        manifest = _manifest(config, info, stream, engine.described(inputs), counts)
         if info.added_markers:
             info.tokenizer.save(str(staged.path / "tokenizer.json"))
-        write_json(staged.path / MANIFEST, manifest)
+        write_manifest(staged.path, manifest)
         if config.output_format != "arrow":  # the complete Arrow build, converted before it is committed
             manifest = convert_staged(staged.path, config.output_format)
         staged.commit()
     local = storage.local_path(config.output)
     return BuildResult(Path(local) if local is not None else config.output, manifest)
-
-
-def _check_ray_inputs(names: list[str]) -> None:
-    """Refuse inputs a Ray task cannot read again: stdin, pipes, devices.
-
-    With ``--engine ray`` this process reads the inputs only up to the first good
-    record (to bind the template); a Ray task then reads them from the start. A
-    stream (``-``, ``<(cmd)``, a FIFO) would be half-consumed here and unreadable
-    there, and the build would silently write fewer rows.
-
-    Raises:
-        ConfigError: an input is stdin or not a regular file.
-    """
-    for name in names:
-        if name == "-":
-            raise ConfigError(
-                "--engine ray cannot read stdin ('-'): its workers read the inputs again; "
-                "save it to a file, or use --engine local"
-            )
-        local = storage.local_path(name)
-        if local is not None and os.path.exists(local) and not os.path.isfile(local):
-            raise ConfigError(
-                f"--engine ray cannot read {name}: not a regular file (a pipe or device can be read "
-                "only once, and only by this process); save it to a file, or use --engine local"
-            )
-
-
-def _ray_read_all(described: list[dict[str, Any]] | None, inputs: _Inputs) -> list[dict[str, Any]]:
-    """The Ray read task's inputs, checked against what this process read of them first.
-
-    The read task reads every input again, elsewhere; if it saw fewer inputs, or fewer
-    bytes of one than this process already had, rows are missing and the build must fail.
-
-    Raises:
-        InputError: the Ray read task read less than this process did.
-    """
-    if described is None or len(described) != len(inputs.names):
-        got = 0 if described is None else len(described)
-        raise InputError(f"the Ray read task read {got} of {len(inputs.names)} inputs; nothing was written")
-    for here, there in zip(inputs.opened, described, strict=False):
-        if there["bytes"] < here.bytes_read:
-            raise InputError(
-                f"{here.name}: the Ray read task read {there['bytes']:,} bytes, fewer than the "
-                f"{here.bytes_read:,} this process read: the input changed, or is another file on the Ray "
-                "node; nothing was written"
-            )
-    return described
 
 
 @contextlib.contextmanager
@@ -401,9 +237,8 @@ class _Stream:
         self.padding = config.pad_to is not None or config.pad_to_multiple_of is not None
         if self.padding:
             written = padded_schema(written)
-        self.schema = with_metadata(written, _convention(config, info))
-        store = staged if hasattr(staged, "shard_closed") else None  # uploads shards to a URL
-        self.writer = ShardWriter(staged.path, self.schema, config.shard_size, store=store)
+        self.schema = with_metadata(written, label_convention(config, info))
+        self.writer = ShardWriter(staged.path, self.schema, config.shard_size, store=staged.store)
         self.packer = (
             Packer(config.max_length, config.labels, buffer_examples=config.pack_buffer)
             if config.pack
@@ -413,10 +248,9 @@ class _Stream:
         self.counts = Counts()
         self.inputs_size: int | None = None  # for the exploded-mode estimate
         self.digest = RowDigest(self.schema)
-        self.engine: Any = None  # the Ray engine, when it runs the transform
 
-    def run(self, records: Iterable[Record]) -> None:
-        batches = enumerate(_batched(records, self.config.batch_size))
+    def run(self, inputs: Inputs, engine: Engine) -> None:
+        batches = enumerate(batched(inputs.records(), self.config.batch_size))
         # Records before the first good one cannot be rendered (no template yet): they are
         # all bad, so handling them needs no transform. Every slice binds the template to
         # the first good record of the whole input, so that all slices render alike.
@@ -426,7 +260,7 @@ class _Stream:
             batch = settle(batch)  # the rest are settled by the transform, in the workers
             first = next((r for r in batch if r.error is None), None)
             if first is None:
-                if self._mine(index):
+                if in_slice(index, self.config):
                     self._take(untransformed(batch))
                 continue
             transform = Located(self._bind(first))
@@ -434,7 +268,7 @@ class _Stream:
             if self.config.mode == "exploded":
                 sample = transform(batch)
                 self._check_exploded_budget(sample, batch)
-            results = self._results(transform, index, itertools.chain([(index, batch)], batches), sample)
+            results = engine.results(inputs, transform, itertools.chain([(index, batch)], batches), sample)
             try:
                 for result in results:
                     self._take(result)
@@ -449,35 +283,6 @@ class _Stream:
         # Whatever the template: the same outcome with or without -t (README "Exit codes").
         if empty:
             raise DataError("the input holds no records")
-
-    def _mine(self, index: int) -> bool:
-        return index % self.config.num_shards == self.config.shard_index
-
-    def _results(
-        self,
-        transform: Located,
-        bound_at: int,
-        batches: Iterator[tuple[int, list[Record]]],
-        sample: BatchResult | None = None,
-    ) -> Iterator[BatchResult]:
-        """The transform's results for this slice's batches, in order, from the chosen engine.
-
-        ``sample`` is the first batch's result when already computed (the exploded-size
-        estimate): the local engine takes it as it is rather than transforming that batch again.
-        """
-        if self.config.engine == "ray":
-            from sftprep.ray_engine import RayEngine
-
-            self.engine = RayEngine(self.config, self.progress.log, self.progress.advance)
-            # Ray reads the inputs again itself: this process has read only up to here.
-            return self.engine.results(transform, bound_at)
-        if sample is not None:
-            first_index, _ = next(batches)
-            rest = (batch for index, batch in batches if self._mine(index))
-            results = run_transform(transform, rest, self.config.workers)
-            return _prepend(sample, results) if self._mine(first_index) else results
-        mine = (batch for index, batch in batches if self._mine(index))
-        return run_transform(transform, mine, self.config.workers)
 
     def _check_exploded_budget(self, sample: BatchResult, records: list[Record]) -> None:
         """Refuse an exploded build whose output would exceed ``--exploded-budget``.
@@ -531,15 +336,6 @@ class _Stream:
             self.writer.write(batch)
 
 
-def _prepend(first: BatchResult, rest: Iterator[BatchResult]) -> Iterator[BatchResult]:
-    """``first``, then ``rest``; closing it closes ``rest`` (the engine) too."""
-    try:
-        yield first
-        yield from rest
-    finally:
-        rest.close()  # type: ignore[attr-defined]
-
-
 def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
     shards = stream.writer.finish(fingerprint_extra=json.dumps(config.recorded(), sort_keys=True))
     template, renderer = stream.template, stream.renderer
@@ -558,7 +354,7 @@ def _manifest(config, info, stream: _Stream, inputs, counts) -> dict[str, Any]:
             "values": dict(renderer.values) if renderer else {},
         }
     return {
-        "format": MANIFEST_FORMAT,
+        "format": FORMAT,
         "output_format": "arrow",
         "sftprep_version": __version__,
         "config": config.recorded(),

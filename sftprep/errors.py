@@ -100,3 +100,22 @@ class RecordError(DataError):
     def __reduce__(self):
         # Worker processes send rejected records back to the parent: keep them picklable.
         return (RecordError, (self.where, self.reason, self.detail, self.field))
+
+
+# The engines' errors (sftprep.engines): where the transform runs failed, not the data.
+
+
+class TransformError(SftprepError):
+    """The transform crashed on a record (a bug, not bad data); the message names the record."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class WorkerError(SftprepError):
+    """A worker process or Ray task died without a result (killed, crashed, out of memory)."""
+
+
+class RayClusterError(SftprepError):
+    """The Ray cluster named by --ray-address (or RAY_ADDRESS) cannot be reached."""
+
+    exit_code = EXIT_IO

@@ -37,10 +37,12 @@ import pyarrow.compute as pc
 
 from sftprep import storage
 from sftprep.arrays import to_numpy
-from sftprep.build import MANIFEST, MANIFEST_FORMAT, REJECTS, BuildResult
+from sftprep.build import BuildResult, check_rejected
 from sftprep.digest import RowDigest
 from sftprep.errors import ConfigError, DataError, InputError
-from sftprep.writer import ShardWriter, write_json
+from sftprep.manifest import NAME as MANIFEST
+from sftprep.manifest import REJECTS, parse_manifest, write_manifest
+from sftprep.writer import ShardWriter
 
 _LINE_BITS = 40  # key = input position << 40 | source_line
 
@@ -72,13 +74,7 @@ def _open_slice(location: str) -> _Slice:
         raise InputError(
             f"{location}: no {MANIFEST}: an incomplete build (interrupted?) or not an sftprep build"
         )
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{location}/{MANIFEST}: not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise InputError(f"{location}/{MANIFEST}: not an sftprep manifest ({MANIFEST_FORMAT})")
-    return _Slice(location, manifest)
+    return _Slice(location, parse_manifest(text, f"{location}/{MANIFEST}"))
 
 
 def _unsliced_config(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -293,8 +289,7 @@ def merge_builds(
     positions = {entry["name"]: i for i, entry in enumerate(first["inputs"])}
     say(f"merging {len(slices)} slices into {output}")
     with storage.staged_output(output, overwrite=overwrite) as staged:
-        store = staged if hasattr(staged, "shard_closed") else None  # uploads shards to a URL
-        writer = ShardWriter(staged.path, schema, int(config["shard_size"]), store=store)
+        writer = ShardWriter(staged.path, schema, int(config["shard_size"]), store=staged.store)
         digest = RowDigest(schema)
         for piece in merged_rows(slices):
             digest.update(piece)
@@ -309,6 +304,8 @@ def merge_builds(
         _copy_tokenizer(slices[0], staged.path)
         shards = writer.finish(fingerprint_extra=json.dumps(config, sort_keys=True))
         counts = _sum_counts([s.manifest for s in slices])
+        # Slices leave --max-errors to the merge: one slice's records may all be bad, the build's not.
+        check_rejected(counts.get("records_read", 0), counts.get("skipped") or {}, config.get("max_errors"))
         manifest = dict(first)
         manifest.update(
             config=config,
@@ -319,7 +316,7 @@ def merge_builds(
             slice=None,
             merged_from=[_provenance(s) for s in slices],
         )
-        write_json(staged.path / MANIFEST, manifest)
+        write_manifest(staged.path, manifest)
         staged.commit()
     local = storage.local_path(output)
     return BuildResult(Path(local) if local is not None else output, manifest)

@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 
 from sftprep import storage
-from sftprep.build import MANIFEST, REJECTS, BuildConfig, BuildResult, run_build
+from sftprep.build import BuildConfig, BuildResult, run_build
 from sftprep.chat_formats import detect_format, to_messages
 from sftprep.dedup import ExactDedup, NgramIndex
 from sftprep.errors import ConfigError, InputError, RecordError
+from sftprep.manifest import NAME as MANIFEST
+from sftprep.manifest import REJECTS
 from sftprep.mixture import content_key, validation_mask
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.recipe import Recipe, Source

@@ -23,11 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sftprep import __version__
-from sftprep.build import MANIFEST, MANIFEST_FORMAT, REJECTS
 from sftprep.dedup import NgramIndex
 from sftprep.digest import RowDigest
 from sftprep.errors import DataError
 from sftprep.labels import schema_for
+from sftprep.manifest import FORMAT as MANIFEST_FORMAT
+from sftprep.manifest import NAME as MANIFEST
+from sftprep.manifest import REJECTS
 from sftprep.mixture import copies, train_order
 from sftprep.packing import Packer, packed_schema_for, pad_batch, pad_id_for, padded_schema
 from sftprep.recipe import Recipe, Source

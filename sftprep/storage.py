@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sftprep.errors import ConfigError, InputError, OutputError
+from sftprep.manifest import NAME as MANIFEST
 
-MANIFEST = "manifest.json"
 # Upload order: everything else first (sorted, shards in order), then these, manifest last.
 _LAST = ("state.json", "dataset_info.json", MANIFEST)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -268,6 +268,11 @@ class RemoteOutput:
         self._cleared = False
 
     def __enter__(self) -> RemoteOutput:
+        return self
+
+    @property
+    def store(self) -> RemoteOutput:
+        """The :class:`sftprep.writer.ShardStore` for its shards: itself (each shard is uploaded when done)."""
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

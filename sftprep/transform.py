@@ -2,7 +2,7 @@
 
 A transform holds everything a batch needs (template, tokenizer, options) and
 nothing that changes between batches, so the build can run it in this process
-or in worker processes (``parallel.py``) and get the same rows.
+or in worker processes or on Ray (:mod:`sftprep.engines`) and get the same rows.
 """
 
 from __future__ import annotations

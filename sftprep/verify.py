@@ -38,12 +38,12 @@ from sftprep import storage
 from sftprep.digest import RowDigest
 from sftprep.errors import EXIT_PROBLEMS, InputError, SftprepError
 from sftprep.labels import schema_for
+from sftprep.manifest import NAME as MANIFEST
+from sftprep.manifest import load_manifest
 from sftprep.packing import packed_schema_for, padded_schema
 from sftprep.rowcheck import Layout, RowChecker
 
 __all__ = ["EXIT_PROBLEMS", "Build", "Problem", "VerifyReport", "read_build", "verify_build"]
-
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
@@ -75,16 +75,11 @@ def read_build(location: str | Path) -> Build:
         path = Path(local)
     if not path.is_dir():
         raise InputError(f"{name}: no such build directory")
-    manifest_path = path / MANIFEST_NAME
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise InputError(
-            f"{name}: no {MANIFEST_NAME}: an incomplete build (interrupted?) or not an sftprep build"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{manifest_path}: cannot read: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        raise InputError(f"{name}: no {MANIFEST}: an incomplete build (interrupted?) or not an sftprep build")
+    manifest = load_manifest(manifest_path)
+    if manifest is None or not isinstance(manifest.get("shards"), list):
         raise InputError(f"{manifest_path}: not an sftprep manifest (no shard list)")
     return Build(name, path, manifest)
 

@@ -29,11 +29,12 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from sftprep.errors import ConfigError, OutputError
+from sftprep.manifest import is_build, write_json
 
 STAGING_PREFIX = ".sftprep-tmp-"
 
@@ -110,6 +111,9 @@ class StagedOutput:
             self.path = Path(_mkdtemp(parent, STAGING_PREFIX + self.final.name + "-"))
         except OSError as exc:
             raise OutputError(f"cannot create output in {parent}: {exc.strerror}") from None
+
+    # Shards stay in the staging directory, renamed into place with it (see ShardWriter).
+    store: ShardStore | None = None
 
     def __enter__(self) -> StagedOutput:
         return self
@@ -200,16 +204,6 @@ def _rename_exchange(src: Path, dst: Path) -> bool:
     return bool(_renameat2(src, dst, _RENAME_EXCHANGE)) if sys.platform == "linux" else False
 
 
-def is_build(path: str | os.PathLike[str]) -> bool:
-    """Whether a directory holds an sftprep build: its manifest.json says so."""
-    try:
-        with open(Path(path) / "manifest.json", encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith("sftprep-manifest/")
-
-
 def describe_entries(names: list[str]) -> str:
     """``["a.txt", "sub/"]`` -> ``'2 entries: a.txt, sub/'`` (the first few)."""
     shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
@@ -268,6 +262,20 @@ def _mkdtemp(parent: Path, prefix: str) -> str:
     return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
 
 
+class ShardStore(Protocol):
+    """Where a :class:`ShardWriter`'s finished shards go when not to its directory.
+
+    :class:`sftprep.storage.RemoteOutput` is one: it uploads each shard as soon as
+    it is complete.
+    """
+
+    def shard_closed(self, path: Path) -> None:
+        """A shard file is complete; it may be moved away."""
+
+    def rename(self, old: str, new: str) -> None:
+        """Give a stored shard (file name ``old``) its final name ``new``."""
+
+
 class ShardWriter:
     """Writes record batches into Arrow stream shards of bounded size.
 
@@ -275,13 +283,12 @@ class ShardWriter:
         directory: where the shards go (the staging directory).
         schema: the one schema of every batch, with metadata attached.
         shard_bytes: start a new shard once one holds this many bytes.
-        store: where finished shards go when not to ``directory`` itself: an object
-            with ``shard_closed(path)`` (called once a shard file is complete; it may
-            move the file away) and ``rename(old, new)`` (file names), such as
-            :class:`sftprep.storage.RemoteOutput`. None keeps shards in ``directory``.
+        store: where finished shards go when not to ``directory`` itself (a
+            :class:`ShardStore`, such as the ``store`` of a URL's staged output).
+            None keeps shards in ``directory``.
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, shard_bytes: int, store: Any = None):
+    def __init__(self, directory: Path, schema: pa.Schema, shard_bytes: int, store: ShardStore | None = None):
         self.directory = Path(directory)
         self.store = store
         self.schema = schema
@@ -371,12 +378,3 @@ class ShardWriter:
         write_json(self.directory / "state.json", state)
         write_json(self.directory / "dataset_info.json", info)
         return self.shards
-
-
-def write_json(path: Path, data: Any) -> None:
-    try:
-        path.write_text(
-            json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None

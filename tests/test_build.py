@@ -258,7 +258,7 @@ def test_chat_first_turn_header_never_trained(tmp_path, data_path, tokenizer_pat
 
 
 def test_exploded_estimate_is_per_slice_and_first_batch_is_transformed_once(tmp_path, monkeypatch):
-    from sftprep.build import Located
+    from sftprep.engines.stream import Located
 
     seen: list[int] = []
     call = Located.__call__

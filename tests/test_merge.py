@@ -14,7 +14,7 @@ from datasets import load_from_disk
 
 from sftprep import BuildConfig, run_build
 from sftprep.cli import cli
-from sftprep.errors import EXIT_IO, EXIT_USAGE
+from sftprep.errors import EXIT_IO, EXIT_USAGE, DataError
 from sftprep.merge import merge_builds
 
 SAMPLE = "sample_data/qa.jsonl"
@@ -176,3 +176,58 @@ def test_bad_slice_and_engine_options(tmp_path, flags, message):
     result = _run("build", SAMPLE, "-t", "qa", "-o", str(tmp_path / "o"), *flags)
     assert result.exit_code == EXIT_USAGE
     assert message in result.output
+
+
+def _data_with_bad_first_batch(tmp_path) -> Path:
+    """Batch 0 (of 2 records) all bad, the rest good: slice 0 of 2 rejects all it reads but batch 2's."""
+    data = tmp_path / "d.jsonl"
+    lines = ["{not json", json.dumps({"question": "no answer"})]
+    lines += [json.dumps({"question": f"q{i}?", "answer": f"a{i}"}) for i in range(2)]  # batch 1: slice 1
+    lines += [json.dumps({"question": "again no answer"})] * 2  # batch 2: slice 0, bad again
+    lines += [json.dumps({"question": f"q{i}?", "answer": f"a{i}"}) for i in range(2, 4)]  # batch 3: slice 1
+    data.write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_a_slice_whose_records_are_all_rejected_merges(tmp_path):
+    """Every record rejected is a property of the whole build, not of one slice of it."""
+    data = _data_with_bad_first_batch(tmp_path)
+    config = BuildConfig(inputs=(str(data),), output=str(tmp_path / "single"), template="qa",
+                         on_error="skip", batch_size=2, workers=1)  # fmt: skip
+    run_build(config)
+    parts = _slices(tmp_path, config, 2)
+    assert manifest(parts[0])["counts"]["rows_written"] == 0
+    merged = merge_builds(parts, str(tmp_path / "merged"))
+    assert_same_build(config.output, merged.output)
+    assert manifest(merged.output)["counts"]["skipped"] == {"malformed_json": 1, "missing_field": 3}
+
+
+def test_a_merge_of_slices_that_rejected_everything_fails(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(4)))
+    config = BuildConfig(
+        inputs=(str(data),), output="", template="qa", on_error="skip", batch_size=2, workers=1
+    )
+    with pytest.raises(DataError, match="all 4 records rejected"):
+        run_build(replace(config, output=str(tmp_path / "single")))
+    parts = _slices(tmp_path, config, 2)  # each slice alone is only part of the build
+    with pytest.raises(DataError, match=r"all 4 records rejected \(missing_field 4\), nothing to write"):
+        merge_builds(parts, str(tmp_path / "merged"))
+    assert not (tmp_path / "merged").exists()
+
+
+def test_max_errors_holds_for_the_whole_build_not_each_slice(tmp_path):
+    data = _data_with_bad_first_batch(tmp_path)  # 4 of 8 records rejected, all 4 of slice 0's
+    config = BuildConfig(inputs=(str(data),), output="", template="qa", on_error="skip", batch_size=2,
+                         workers=1, max_errors="50%")  # fmt: skip
+    merge_builds(_slices(tmp_path / "a", config, 2), str(tmp_path / "merged"))  # slice 0 alone: 100%
+    assert manifest(tmp_path / "merged")["counts"]["skipped_total"] == 4
+    # 40%, or more than 3 records (batches of 1: each slice rejects 2): the merge fails, as the build does
+    for options in ({"max_errors": "40%"}, {"max_errors": "3", "batch_size": 1}):
+        strict = replace(config, **options)
+        with pytest.raises(DataError) as single:
+            run_build(replace(strict, output=str(tmp_path / "single")))
+        parts = _slices(tmp_path / options["max_errors"].strip("%"), strict, 2)
+        with pytest.raises(DataError) as merged:
+            merge_builds(parts, str(tmp_path / "merged-strict"))
+        assert str(merged.value).startswith(str(single.value).split(";")[0])

@@ -23,9 +23,9 @@ from compare import NQ_CONFIG, NQ_OPTIONS, assert_same_build, manifest
 from s3server import s3, s3_endpoint  # noqa: F401 - fixtures
 
 from sftprep import BuildConfig, run_build, storage
-from sftprep.build import Located, TransformError, untransformed
 from sftprep.cli import cli
-from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE
+from sftprep.engines.stream import Located, Progress, untransformed
+from sftprep.errors import EXIT_DATA, EXIT_IO, EXIT_USAGE, TransformError
 from sftprep.merge import merge_builds
 from sftprep.readers import settle
 
@@ -146,6 +146,24 @@ def test_an_unreadable_input_fails_as_locally(ray_local, tmp_path):
     assert f"{data}: not a valid gzip file" in results[1].output
 
 
+def test_ray_reads_the_inputs_the_build_expanded(ray_local, tmp_path):
+    """The glob is expanded once, when the build starts: a file that appears later is not read by Ray."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"question": name, "answer": name}) + "\n")
+    late = tmp_path / "c.jsonl"
+
+    def advance(n: int) -> None:  # the build has read a.jsonl: Ray has not started yet
+        late.write_text(json.dumps({"question": "c", "answer": "c"}) + "\n")
+
+    config = BuildConfig(inputs=(str(tmp_path / "*.jsonl"),), output=str(tmp_path / "out"), template="qa",
+                         engine="ray")  # fmt: skip
+    result = run_build(config, advance=advance)
+    assert [entry["name"] for entry in result.manifest["inputs"]] == [
+        str(tmp_path / n) for n in ("a.jsonl", "b.jsonl")
+    ]
+    assert result.manifest["counts"]["records_read"] == 2
+
+
 class _Crashing:
     """A transform that crashes (not a bad record: a bug) on answers that say "boom".
 
@@ -159,15 +177,15 @@ class _Crashing:
 
 
 def test_a_failed_task_names_the_record_not_ray(ray_local, tmp_path):
-    from sftprep.ray_engine import RayEngine
+    from sftprep.engines.ray import RayEngine
 
     data = tmp_path / "d.jsonl"
     answers = ["a", "b", "boom", "c", "d"]
     data.write_text("".join(json.dumps({"question": "q", "answer": a}) + "\n" for a in answers))
     config = BuildConfig(inputs=(str(data),), output="", batch_size=4, engine="ray")
-    engine = RayEngine(config, log=lambda m: None, advance=lambda n: None)
+    engine = RayEngine(config, Progress())
     with pytest.raises(TransformError) as caught:
-        list(engine.results(Located(_Crashing()), 0))
+        list(engine.run([str(data)], Located(_Crashing()), 0))
     message = str(caught.value)
     assert message == f"{data}:3: the transform failed on this record: ZeroDivisionError: division by zero"
     assert type(caught.value) is TransformError  # not Ray's wrapper, whose str() is a traceback

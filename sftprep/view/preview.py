@@ -8,7 +8,7 @@ from tokenizers import Tokenizer
 
 from sftprep.config import BuildConfig
 from sftprep.errors import DataError, counted
-from sftprep.labels import IGNORE_INDEX
+from sftprep.manifest import preview_manifest
 from sftprep.readers import InputFile, Record, expand_inputs
 from sftprep.tokenizer import load_tokenizer
 from sftprep.transform import ChatTransform, bind_transform, resolve_templates
@@ -47,20 +47,7 @@ def preview(config: BuildConfig, records: int = 100) -> tuple[Rows, Tokenizer, l
     template, chat_spec = resolve_templates(config)
     bound = bind_transform(config, info, first, template=template, chat_spec=chat_spec)
     result = bound.transform(batch)
-    convention = {
-        "mode": config.mode,
-        "labels": config.labels,
-        "ignore_index": IGNORE_INDEX,
-        "eos_id": info.eos_id,
-        "eos_token": info.eos_token,
-    }
-    manifest = {
-        "config": config.recorded(),
-        "tokenizer": info.identity(),
-        "label_convention": convention,
-        "template": {"name": bound.template.name},
-        "counts": result.counts.as_dict(),
-    }
+    manifest, convention = preview_manifest(config, info, bound.template.name, result.counts.as_dict())
     notes = [f"{error} (skipped)" for _, error in result.rejects]
     columns = result.batches[0].schema.names if result.batches else []
     name = f"preview of {', '.join(config.inputs)}"

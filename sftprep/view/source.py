@@ -21,9 +21,10 @@ import pyarrow as pa
 from tokenizers import Tokenizer
 
 from sftprep import exports, storage
-from sftprep.build import MANIFEST
 from sftprep.errors import ConfigError, InputError, SftprepError
 from sftprep.labels import IGNORE_INDEX
+from sftprep.manifest import NAME as MANIFEST
+from sftprep.manifest import load_manifest
 from sftprep.tokenizer import TokenizerInfo, load_tokenizer
 
 if TYPE_CHECKING:
@@ -101,16 +102,6 @@ def _read_shard(path: Path) -> Iterator[pa.RecordBatch]:
         raise InputError(f"{path}: damaged shard: {exc}") from None
 
 
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    return data if isinstance(data, dict) else None
-
-
 def open_rows(path: str | Path) -> Rows:
     """Open a build output: its directory, or one of its ``.arrow`` shards.
 
@@ -126,7 +117,7 @@ def open_rows(path: str | Path) -> Rows:
         path = storage.local_path(path) or _fetched(path)
     p = Path(path)
     if p.is_dir():
-        directory, manifest = p, _read_manifest(p / MANIFEST)
+        directory, manifest = p, load_manifest(p / MANIFEST)
         if manifest and exports.output_format(manifest) != "arrow":
             schema, _ = exports.open_batches(p)
             convention = json.loads((schema.metadata or {}).get(b"sftprep", b"{}"))
@@ -139,7 +130,7 @@ def open_rows(path: str | Path) -> Rows:
         if not shards:
             raise InputError(f"{p}: no .arrow shards here (is it the output of sftprep build?)")
     elif p.is_file():
-        directory, shards, manifest = p.parent, [p], _read_manifest(p.parent / MANIFEST)
+        directory, shards, manifest = p.parent, [p], load_manifest(p.parent / MANIFEST)
         if manifest and p.name not in {s.get("filename") for s in manifest.get("shards", [])}:
             manifest = None  # a manifest of some other build
     else:

@@ -1,4 +1,4 @@
-"""Run the per-batch transform in worker processes, results in input order.
+"""``--engine local``: the per-batch transform in worker processes, results in input order.
 
 The main process reads records and writes shards; workers render, tokenize
 and label. Results come back in the order the batches went out, and batches
@@ -22,12 +22,18 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from sftprep.errors import SftprepError
+from sftprep.config import BuildConfig
+from sftprep.engines.stream import Inputs, Progress, Transform, in_slice
+from sftprep.errors import WorkerError
+from sftprep.readers import Record
+from sftprep.transform import BatchResult
+
+__all__ = ["LocalEngine", "WorkerError", "run_transform"]
 
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
@@ -39,8 +45,48 @@ R = TypeVar("R")
 _TRANSFORM: Callable[[Any], Any] | None = None
 
 
-class WorkerError(SftprepError):
-    """A worker process died without a result (killed, crashed, out of memory)."""
+class LocalEngine:
+    """The transform in this process (``--workers 1``) or in forked worker processes.
+
+    Args:
+        config: the build's options (workers, slice).
+        progress: unused: the build's own stream reports the bytes read.
+    """
+
+    def __init__(self, config: BuildConfig, progress: Progress):
+        self.config = config
+
+    def check(self, names: Sequence[str]) -> None:
+        """Every input the readers accept: stdin and pipes too (this process reads them once)."""
+
+    def results(
+        self,
+        inputs: Inputs,
+        transform: Transform,
+        batches: Iterator[tuple[int, list[Record]]],
+        sample: BatchResult | None,
+    ) -> Iterator[BatchResult]:
+        """This slice's batches through ``transform``, on ``--workers`` processes, in order."""
+        if sample is not None:
+            first_index, _ = next(batches)
+            rest = (batch for index, batch in batches if in_slice(index, self.config))
+            results = run_transform(transform, rest, self.config.workers)
+            return _prepend(sample, results) if in_slice(first_index, self.config) else results
+        mine = (batch for index, batch in batches if in_slice(index, self.config))
+        return run_transform(transform, mine, self.config.workers)
+
+    def described(self, inputs: Inputs) -> list[dict[str, Any]]:
+        """The inputs as this process read them."""
+        return inputs.describe()
+
+
+def _prepend(first: BatchResult, rest: Iterator[BatchResult]) -> Iterator[BatchResult]:
+    """``first``, then ``rest``; closing it closes ``rest`` (the engine) too."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()  # type: ignore[attr-defined]
 
 
 def _init_worker(parent: int) -> None:

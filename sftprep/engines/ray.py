@@ -2,10 +2,11 @@
 
 The job is two Ray Data stages and the driver:
 
-1. *read*: one task streams the inputs (local paths on a shared filesystem, or
-   URLs) through the same :class:`~sftprep.readers.InputFile` readers as the
-   local engine, cut into the same batches of ``--batch-size`` records, and
-   keeps this slice's batches (``--num-shards``);
+1. *read*: one task streams the inputs the build expanded (local paths on a
+   shared filesystem, or URLs; globs are not expanded again) through the same
+   :class:`~sftprep.engines.stream.Inputs` as the local engine, cut into the
+   same batches of ``--batch-size`` records, and keeps this slice's batches
+   (``--num-shards``);
 2. *transform*: a pool of actors, one per CPU, each holding the very
    :class:`~sftprep.transform.BatchTransform` the local engine runs (built once
    on the driver and shipped pickled, tokenizer included), turns each batch
@@ -34,30 +35,21 @@ import logging
 import os
 import pickle
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from sftprep import storage
-from sftprep.build import _batched, _Inputs, _Progress, untransformed
 from sftprep.config import BuildConfig
-from sftprep.errors import EXIT_IO, ConfigError, SftprepError
-from sftprep.parallel import WorkerError
-from sftprep.readers import Record, expand_inputs
+from sftprep.engines.stream import Inputs, Progress, Transform, batched, in_slice, untransformed
+from sftprep.errors import ConfigError, InputError, RayClusterError, SftprepError, WorkerError
+from sftprep.readers import Record
 from sftprep.transform import BatchResult
 
-# The per-batch transform (transform.BatchTransform, wrapped in build.Located): records in, rows + rejects + counts out.
-Transform = Callable[[list[Record]], BatchResult]
+__all__ = ["INSTALL_HINT", "RayClusterError", "RayEngine", "import_ray"]
 
 INSTALL_HINT = "pip install 'sftprep[ray]'"
-
-
-class RayClusterError(SftprepError):
-    """The Ray cluster named by --ray-address (or RAY_ADDRESS) cannot be reached."""
-
-    exit_code = EXIT_IO
-
 
 _QUIET_LOGGERS = ("ray", "ray.data")
 
@@ -80,33 +72,68 @@ class RayEngine:
     """Runs a build's transform on Ray and yields the results in input order.
 
     Args:
-        config: the build's options (inputs, batch size, slice, Ray address, workers).
-        log: one-line notes for the user.
-        advance: called with input bytes read, for the progress bar.
+        config: the build's options (batch size, slice, Ray address, workers).
+        progress: one-line notes for the user, and input bytes read for the progress bar.
 
     Attributes:
         inputs: once the results are exhausted, the inputs as the manifest
             describes them (name, format, sha256, bytes), from the read task.
     """
 
-    def __init__(self, config: BuildConfig, log: Callable[[str], None], advance: Callable[[int], None]):
+    def __init__(self, config: BuildConfig, progress: Progress):
         self.config = config
-        self.log = log
-        self.advance = advance
+        self.log = progress.log
+        self.advance = progress.advance
         self.inputs: list[dict[str, Any]] | None = None
 
-    def results(self, transform: Transform, bound_at: int) -> Iterator[BatchResult]:
+    def check(self, names: Sequence[str]) -> None:
+        """Refuse inputs a Ray task cannot read again: stdin, pipes, devices.
+
+        This process reads the inputs only up to the first good record (to bind
+        the template); a Ray task then reads them from the start. A stream (``-``,
+        ``<(cmd)``, a FIFO) would be half-consumed here and unreadable there, and
+        the build would silently write fewer rows.
+
+        Raises:
+            ConfigError: an input is stdin or not a regular file.
+        """
+        for name in names:
+            if name == "-":
+                raise ConfigError(
+                    "--engine ray cannot read stdin ('-'): its workers read the inputs again; "
+                    "save it to a file, or use --engine local"
+                )
+            local = storage.local_path(name)
+            if local is not None and os.path.exists(local) and not os.path.isfile(local):
+                raise ConfigError(
+                    f"--engine ray cannot read {name}: not a regular file (a pipe or device can be read "
+                    "only once, and only by this process); save it to a file, or use --engine local"
+                )
+
+    def results(
+        self,
+        inputs: Inputs,
+        transform: Transform,
+        batches: Iterator[tuple[int, list[Record]]],
+        sample: BatchResult | None,
+    ) -> Iterator[BatchResult]:
         """The transform's result for every batch of this slice, in order.
 
-        Args:
-            transform: the bound per-batch transform (pickled to the workers).
-            bound_at: index of the batch holding the first good record; batches
-                before it are all bad and need no transform (as in the local engine).
+        Ray reads the inputs again itself (``inputs.names``, expanded once by the
+        build): this process has read them only up to the first batch of ``batches``,
+        the one holding the first good record. Batches before it are all bad and need
+        no transform (as in the local engine). ``sample`` is not used: that batch is
+        transformed again on Ray.
 
         Raises:
             SftprepError: what a task raised, as one line.
             WorkerError: a task failed for a reason that is not sftprep's.
         """
+        bound_at, _ = next(batches)
+        return self.run(inputs.names, transform, bound_at)
+
+    def run(self, names: list[str], transform: Transform, bound_at: int) -> Iterator[BatchResult]:
+        """The results for the inputs ``names`` (expanded), transformed from batch ``bound_at`` on."""
         ray = import_ray()
         # Errors come back as sftprep's one-line errors; Ray would log them with tracebacks.
         levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
@@ -115,7 +142,7 @@ class RayEngine:
         started = False
         try:
             started = self._connect(ray)
-            yield from self._results(ray, transform, bound_at)
+            yield from self._results(ray, names, transform, bound_at)
         except Exception as exc:
             if _is_ray_error(ray, exc):
                 raise _plain(exc) from None
@@ -125,6 +152,30 @@ class RayEngine:
                 ray.shutdown()
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
+
+    def described(self, inputs: Inputs) -> list[dict[str, Any]]:
+        """The Ray read task's inputs, checked against what this process read of them first.
+
+        The read task reads every input again, elsewhere; if it saw fewer inputs, or fewer
+        bytes of one than this process already had, rows are missing and the build must fail.
+
+        Raises:
+            InputError: the Ray read task read less than this process did.
+        """
+        described = self.inputs
+        if described is None or len(described) != len(inputs.names):
+            got = 0 if described is None else len(described)
+            raise InputError(
+                f"the Ray read task read {got} of {len(inputs.names)} inputs; nothing was written"
+            )
+        for here, there in zip(inputs.opened, described, strict=False):
+            if there["bytes"] < here.bytes_read:
+                raise InputError(
+                    f"{here.name}: the Ray read task read {there['bytes']:,} bytes, fewer than the "
+                    f"{here.bytes_read:,} this process read: the input changed, or is another file on the "
+                    "Ray node; nothing was written"
+                )
+        return described
 
     def _connect(self, ray: Any) -> bool:
         """Start a local Ray (or join ADDR); False when Ray was already running in this process."""
@@ -157,9 +208,11 @@ class RayEngine:
             ray.init(num_cpus=self.config.workers, **options)
         return True
 
-    def _results(self, ray: Any, transform: Transform, bound_at: int) -> Iterator[BatchResult]:
+    def _results(
+        self, ray: Any, names: list[str], transform: Transform, bound_at: int
+    ) -> Iterator[BatchResult]:
         with _data_context(ray):
-            dataset = self._dataset(ray, transform, bound_at)
+            dataset = self._dataset(ray, names, transform, bound_at)
             batches = dataset.iter_batches(batch_size=None, batch_format="pyarrow")
         for table in batches:
             for kind, payload, nbytes in zip(
@@ -176,9 +229,8 @@ class RayEngine:
                 else:
                     yield pickle.loads(payload)
 
-    def _dataset(self, ray: Any, transform: Transform, bound_at: int) -> Any:
+    def _dataset(self, ray: Any, names: list[str], transform: Transform, bound_at: int) -> Any:
         """read -> transform, as a Ray dataset of pickled batches and results."""
-        names = expand_inputs(self.config.inputs)
         dataset = ray.data.from_items([{"seed": 0}]).map_batches(
             _read,
             fn_kwargs={"names": names, "config": self.config},
@@ -221,11 +273,11 @@ def _item(kind: str, index: int, payload: bytes, nbytes: int) -> pa.Table:
 def _read(seed: pa.Table, names: list[str], config: BuildConfig) -> Iterator[pa.Table]:
     """The read stage: this slice's batches of records, then the inputs' description."""
     read = [0]
-    inputs = _Inputs(names, config, _Progress(None, lambda n: read.__setitem__(0, read[0] + n)))
+    inputs = Inputs(names, config, Progress(None, lambda n: read.__setitem__(0, read[0] + n)))
     sent = 0
     try:
-        for index, batch in enumerate(_batched(inputs.records(), config.batch_size)):
-            if index % config.num_shards != config.shard_index:
+        for index, batch in enumerate(batched(inputs.records(), config.batch_size)):
+            if not in_slice(index, config):
                 continue
             yield _item("batch", index, pickle.dumps(batch), read[0] - sent)
             sent = read[0]
