@@ -15,7 +15,7 @@ import pytest
 
 from sftprep import readers
 from sftprep.errors import ConfigError, InputError
-from sftprep.readers import InputFile, Record, expand_inputs, read_records
+from sftprep.readers import InputFile, Record, base, expand_inputs, opening, parquet, read_records
 
 LIMIT_HINT = "(raise it with --max-record-bytes)"
 UTF8_HINT = "(re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8)"
@@ -102,7 +102,7 @@ def test_unreadable_file_is_an_input_error(monkeypatch):
             raise PermissionError(13, "Permission denied")
 
         monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
-        monkeypatch.setattr(readers, "open", deny, raising=False)
+        monkeypatch.setattr(opening, "open", deny, raising=False)
     else:
         os.chmod("secret.jsonl", 0)
     with pytest.raises(InputError, match=r"^secret.jsonl: permission denied$"):
@@ -282,7 +282,7 @@ def test_nesting_up_to_the_limit_is_kept():
 @pytest.mark.parametrize("chunk_size", [7, 2**20])
 @pytest.mark.parametrize("layout", ["array", "objects"])
 def test_deeply_nested_json_element_is_a_bad_record_and_the_file_reads_on(chunk_size, layout, monkeypatch):
-    monkeypatch.setattr(readers, "CHUNK_SIZE", chunk_size)
+    monkeypatch.setattr(base, "CHUNK_SIZE", chunk_size)
     # Brackets and escaped quotes inside strings must not upset the skipping.
     deep = '[{"s": "]]}\\"[", "t": "\\\\"}, ' + "[" * 3000 + '"x]"' + "]" * 3000 + "]"
     elements = ['{\n"q": 1}', f'{{"question": {deep}, "answer": "a"}}', '{"q": "[3"}', '{"q": 4}']
@@ -397,7 +397,7 @@ def test_jsonl_memory_stays_under_the_limit_for_a_huge_line():
 
 
 def test_size_messages_use_mib():
-    assert readers._too_large(int(20.1 * 2**20), 16 * 2**20) == (
+    assert base.too_large(int(20.1 * 2**20), 16 * 2**20) == (
         f"record is 20.1 MiB, over the 16 MiB limit {LIMIT_HINT}"
     )
 
@@ -442,7 +442,7 @@ def test_json_element_that_is_not_an_object_does_not_stop_reading():
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 7, 64])
 def test_json_array_across_read_chunk_boundaries(monkeypatch, chunk_size):
-    monkeypatch.setattr(readers, "CHUNK_SIZE", chunk_size)
+    monkeypatch.setattr(base, "CHUNK_SIZE", chunk_size)
     items = [{"t": "\u00e4\U0001f600 \\u00e4", "n": 12345}, 67890, {"x": [1.5e3, None, True]}, {}]
     write("d.json", json.dumps(items, ensure_ascii=False))
     records = read("d.json")
@@ -487,7 +487,7 @@ def test_json_broken_structure_stops_the_file_with_one_error(content, number, me
 
 @pytest.mark.parametrize("chunk_size", [3, 2**20])
 def test_json_invalid_utf8_stops_after_the_good_records(monkeypatch, chunk_size):
-    monkeypatch.setattr(readers, "CHUNK_SIZE", chunk_size)
+    monkeypatch.setattr(base, "CHUNK_SIZE", chunk_size)
     content = b'[{"a": 1}, {"a": "caf' + b"\xe9" + b'"}, {"a": 3}]'
     write("d.json", content)
     f = InputFile("d.json")
@@ -521,7 +521,7 @@ def test_json_element_over_the_limit_is_skipped_when_it_fits_one_read():
 
 
 def test_json_element_over_the_limit_across_reads_stops_the_file(monkeypatch):
-    monkeypatch.setattr(readers, "CHUNK_SIZE", 16)
+    monkeypatch.setattr(base, "CHUNK_SIZE", 16)
     write("d.json", '[{"a": 1}, {"a": "' + "x" * 200 + '"}, {"a": 3}]')
     records = read("d.json", max_record_bytes=100)
     assert good(records[:1]) == [{"a": 1}]
@@ -651,7 +651,7 @@ def test_csv_header_only_has_no_records():
 
 
 def test_parquet_rows_stream_in_batches(monkeypatch):
-    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 2)
+    monkeypatch.setattr(parquet, "PARQUET_BATCH_ROWS", 2)
     pq.write_table(pa.table({"q": ["a", "b", "c"], "n": [1, 2, None]}), "d.parquet", row_group_size=2)
     f = InputFile("d.parquet")
     records = list(f.records())
