@@ -53,10 +53,11 @@ def configs_dir() -> Path:
     A wheel carries them as ``sftprep/configs``; a source checkout (editable
     install, tests) has them at the top-level ``configs/``.
     """
-    packaged = Path(__file__).resolve().parent / "configs"
+    package = Path(__file__).resolve().parents[1]  # sftprep/
+    packaged = package / "configs"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "configs"
+    return package.parent / "configs"
 
 
 def shipped_templates() -> dict[str, Path]:
