@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from reader_support import LIMIT_HINT, as_tuples, read, write
+import hashlib
+
+from reader_support import LIMIT_HINT, as_tuples, good, read, write
 
 from sftprep.readers import InputFile, Record, base
 
@@ -24,3 +26,19 @@ def test_size_messages_use_mib():
     assert base.too_large(int(20.1 * 2**20), 16 * 2**20) == (
         f"record is 20.1 MiB, over the 16 MiB limit {LIMIT_HINT}"
     )
+
+
+def test_a_new_format_is_one_registered_reader(monkeypatch):
+    """A format registered with base.register is sniffed by its extension, forced by name, read and hashed."""
+
+    def read_lines(opened, lazy):
+        for number, line in enumerate(opened.buffered(), 1):
+            yield Record(opened.source, number, "line", {"text": line.decode().rstrip("\n")})
+
+    monkeypatch.setitem(base.REGISTRY, "lines", base.Format("lines", read_lines, extensions=(".txt",)))
+    write("notes.txt", "first\nsecond\n")
+    f = InputFile("notes.txt")
+    assert f.format == "lines"
+    assert good(list(f.records())) == [{"text": "first"}, {"text": "second"}]
+    assert f.sha256 == hashlib.sha256(b"first\nsecond\n").hexdigest()
+    assert InputFile(write("notes.dat", "x\n"), format="lines").format == "lines"
