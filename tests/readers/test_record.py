@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from reader_support import LIMIT_HINT, as_tuples, good, read, write
 
+from sftprep import readers
 from sftprep.readers import InputFile, Record, base
 
 
@@ -42,3 +44,9 @@ def test_a_new_format_is_one_registered_reader(monkeypatch):
     assert good(list(f.records())) == [{"text": "first"}, {"text": "second"}]
     assert f.sha256 == hashlib.sha256(b"first\nsecond\n").hexdigest()
     assert InputFile(write("notes.dat", "x\n"), format="lines").format == "lines"
+
+
+def test_the_light_options_module_lists_the_registered_formats():
+    """--format's choices (declared where importing is cheap) are the registered readers, in order."""
+    options = pytest.importorskip("sftprep.options")  # issue 17's options module, once merged
+    assert options.INPUT_FORMATS == readers.FORMATS
