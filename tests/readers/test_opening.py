@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from reader_support import good, read, write
 
@@ -74,3 +77,23 @@ def test_stdin_is_sniffed_and_named():
     assert f.sha256 == hashlib.sha256(b'{"a": 1}\n\n{"a": 2}\n').hexdigest()
     assert InputFile("-", stdin=io.BytesIO(b'[{"a": 1}]')).format == "json"
     assert good(read("-", stdin=io.BytesIO(b"q,a\n1,2\n"), format="csv")) == [{"q": "1", "a": "2"}]
+
+
+@pytest.mark.parametrize("name", ["d.json.gz", "d.parquet"])
+def test_url_inputs_read_like_files(name):
+    """A file:// URL goes through fsspec: same records, size and sha256; Parquet is spooled."""
+    rows = [{"question": "a", "answer": "b"}, {"question": "c", "answer": "d"}]
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), name)
+    else:
+        write(name, json.dumps(rows))
+    url = f"file://{os.path.abspath(name)}"
+    assert expand_inputs([url]) == [url]
+    with open(name, "rb") as f:
+        raw = f.read()
+    f = InputFile(url)
+    records = list(f.records())
+    assert (f.source, f.size, f.format) == (url, len(raw), name.split(".")[1])
+    assert good(records) == rows
+    assert records[1].where == f"{url}: record 2"
+    assert f.sha256 == hashlib.sha256(raw).hexdigest() and f.bytes_read == len(raw)
