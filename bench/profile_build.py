@@ -90,7 +90,8 @@ def classify(frames: list[str], package_root: str) -> str:
     if "tok.encode(" in line or "tok.decode(" in line:
         return "tokenizers encode/decode, one row at a time (boundary fixes)"
     module = frame[frame.rindex("sftprep/") + len("sftprep/") : frame.rindex(":")]
-    return MODULE_STAGES.get(module, module)
+    # A module of a package (readers/json.py) counts under the package's stage (readers.py).
+    return MODULE_STAGES.get(module) or MODULE_STAGES.get(module.split("/")[0] + ".py", module)
 
 
 def summarize(raw: Path, package_root: str) -> dict[str, Counter[str]]:

@@ -46,8 +46,8 @@ class PieceLengths:
         self.lengths = lengths  # int64 per id
         self.fixed = fixed  # bool per id: False for ids whose length is unknown (added tokens, unk)
         self.normalize = normalize
-        # The normalizer as str operations (see _Normalizer), when it gives the tokenizer's answers.
-        self.replica = _Normalizer(steps) if steps is not None else None
+        # The normalizer as str operations (see Normalizer), when it gives the tokenizer's answers.
+        self.replica = Normalizer(steps) if steps is not None else None
         if self.replica is not None and not self.replica.agrees_with(tok):
             self.replica = None
 
@@ -82,7 +82,9 @@ class PieceLengths:
         if model.get("unk_token") is not None and tok.token_to_id(model["unk_token"]) is not None:
             fixed[tok.token_to_id(model["unk_token"])] = False
         normalize = kind == "sentencepiece"
-        return cls(tok, lengths, fixed, normalize, _steps(data.get("normalizer")) if normalize else None)
+        return cls(
+            tok, lengths, fixed, normalize, normalizer_steps(data.get("normalizer")) if normalize else None
+        )
 
     def text_bytes(self, prompt: str) -> int:
         """The byte length of the prompt in the space the pieces are measured in."""
@@ -127,7 +129,7 @@ class PieceLengths:
         return counts
 
 
-class _Normalizer:
+class Normalizer:
     """A normalizer of Prepend and Replace(String) steps, applied with Python's own str methods.
 
     The tokenizer's ``normalize_str`` is a call into Rust per prompt, which for
@@ -158,7 +160,7 @@ class _Normalizer:
         return all(self(text) == normalizer.normalize_str(text) for text in self.PROBES)
 
 
-def _steps(normalizer: dict | None) -> list[tuple[str, str, str]] | None:
+def normalizer_steps(normalizer: dict | None) -> list[tuple[str, str, str]] | None:
     """The normalizer as (kind, a, b) steps, or None when it has any other kind of step."""
     steps = []
     for part in _parts(normalizer):

@@ -23,15 +23,17 @@ examples. At the end, :meth:`Packer.flush` packs what is left. The result
 depends only on the sequence of examples and the options, never on how they
 were split into batches.
 
-Padding (:func:`pad_batch`, in :mod:`sftprep.padding`, importable from here too) works on
-packed and unpacked rows alike.
+Padding (:func:`pad_batch`, in :mod:`sftprep.padding`) works on packed and unpacked rows
+alike. The packed row's columns and the helpers training code needs to read one
+(:func:`cu_seqlens`, :func:`block_causal_mask`, :func:`unpack_row`) live in
+:mod:`sftprep.packed_rows`; both are importable from here too.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +47,21 @@ from sftprep.labels import (
     IGNORE_INDEX,
     MASK_TYPE,
     hf_labels,
-    schema_for,
     shifted_labels,
     trained_token_mask,
     turn_array,
     turn_values,
 )
+from sftprep.packed_rows import (
+    PACKED_FIELDS,
+    block_causal_mask,
+    cu_seqlens,
+    packed_schema_for,
+    segment_ids,
+    unpack_row,
+)
 from sftprep.padding import (
     PAD_TO_CHOICES,
-    _flat,
     pad_batch,
     pad_id_for,
     padded_lengths,
@@ -90,34 +98,6 @@ __all__ = [
 DEFAULT_BUFFER_EXAMPLES = 4096
 CARRY_FRACTION = 4  # keep at most buffer_examples // 4 examples for the next round
 STRATEGY = "best-fit decreasing within a buffer of {n} examples, least-full rows carried over"
-
-# Per-example lists in a packed row, after the model columns.
-PACKED_FIELDS = [
-    pa.field("position_ids", pa.list_(ID_TYPE)),
-    pa.field("seq_lengths", pa.list_(ID_TYPE)),
-    pa.field("source_file", pa.list_(pa.string())),
-    pa.field("source_line", pa.list_(pa.int64())),
-    pa.field("num_trained_tokens", pa.int32()),
-    pa.field("truncated", pa.list_(pa.bool_())),
-    pa.field("boundary_adjusted", pa.list_(pa.bool_())),
-    pa.field("turn", pa.list_(pa.int32())),  # per example: its chat turn, or null (labels.py)
-]
-
-
-def packed_schema_for(labels: str) -> pa.Schema:
-    """The Arrow schema of packed rows for a label style (``"shifted"`` or ``"hf"``).
-
-    The model columns are those of unpacked rows except ``attention_mask``:
-    Hugging Face models read an attention mask as "one sequence per row" and
-    then ignore the example boundaries in ``position_ids``, so packed rows carry
-    none (padding adds one, see :func:`pad_batch`).
-    """
-    model = [
-        f
-        for f in schema_for("sequence", labels)
-        if f.name in ("input_ids", "target_ids", "loss_mask", "labels")
-    ]
-    return pa.schema(model + PACKED_FIELDS)
 
 
 def packing_problems(
@@ -326,12 +306,12 @@ def _pool_of_rows(batch: pa.RecordBatch, labels: str) -> _Pool:
     ids_column = batch.column("input_ids")
     offsets = to_numpy(ids_column.offsets).astype(np.int64)
     offsets = offsets - offsets[0]  # the batch may be a slice
-    ids = _flat(ids_column).astype(np.int32)
+    ids = to_numpy(ids_column.flatten()).astype(np.int32)
     if labels == "hf":
-        trained = _flat(batch.column("labels")) != IGNORE_INDEX
+        trained = to_numpy(batch.column("labels").flatten()) != IGNORE_INDEX
     else:  # target_ids[t] = ids[t+1] where ids[t+1] is trained
         trained = np.zeros(len(ids), dtype=bool)
-        trained[1:] = _flat(batch.column("target_ids"))[:-1] != IGNORE_INDEX
+        trained[1:] = to_numpy(batch.column("target_ids").flatten())[:-1] != IGNORE_INDEX
         trained[offsets[:-1]] = False  # a row's first token: nothing in that row predicts it
     return _Pool(
         ids,
@@ -511,70 +491,3 @@ class Packer:
         self.stats.tokens += int(row_tok[-1])
         self.stats.trained_tokens += trained
         self.stats.examples_per_row.update(per_row.tolist())
-
-
-def cu_seqlens(seq_lengths: Sequence[int]) -> np.ndarray:
-    """Cumulative example lengths, as varlen attention takes them. ``[3, 2] -> [0, 3, 5]``."""
-    out = np.zeros(len(seq_lengths) + 1, dtype=np.int32)
-    np.cumsum(seq_lengths, out=out[1:])
-    return out
-
-
-def segment_ids(seq_lengths: Sequence[int], length: int | None = None) -> np.ndarray:
-    """The example each token of a row belongs to; padding after the examples is one more.
-
-    ``segment_ids([2, 1], length=5) -> [0, 0, 1, 2, 2]``.
-    """
-    seg = np.repeat(np.arange(len(seq_lengths)), seq_lengths)
-    n = len(seg) if length is None else length
-    return np.concatenate([seg, np.full(n - len(seg), len(seq_lengths), dtype=seg.dtype)])
-
-
-def block_causal_mask(seq_lengths: Sequence[int], length: int | None = None) -> np.ndarray:
-    """``mask[i, j]`` is True when token ``i`` may attend to token ``j``: same example, ``j <= i``.
-
-    Padding (tokens past ``sum(seq_lengths)``, up to ``length``) attends only to
-    padding, so no softmax row is empty. ``block_causal_mask([2, 1])`` ->
-    ``[[1, 0, 0], [1, 1, 0], [0, 0, 1]]``.
-    """
-    seg = segment_ids(seq_lengths, length)
-    return (seg[:, None] == seg[None, :]) & np.tri(len(seg), dtype=bool)
-
-
-def unpack_row(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Split a packed row (a dict of Python values) back into its examples.
-
-    Each example comes back as the row an unpacked build of the same options
-    writes (same columns, same values); padding is dropped.
-
-    Args:
-        row: a packed row, as ``datasets`` or ``RecordBatch.to_pylist`` give it.
-
-    Returns:
-        One dict per example, in the row's order.
-    """
-    examples = []
-    start = 0
-    for k, n in enumerate(row["seq_lengths"]):
-        part = slice(start, start + n)
-        example: dict[str, Any] = {"input_ids": row["input_ids"][part]}
-        if "labels" in row:
-            example["attention_mask"] = [1] * n
-            example["labels"] = row["labels"][part]
-            trained = sum(t != IGNORE_INDEX for t in example["labels"])
-        else:
-            example["target_ids"] = row["target_ids"][part]
-            example["loss_mask"] = row["loss_mask"][part]
-            trained = sum(example["loss_mask"])
-        example.update(
-            source_file=row["source_file"][k],
-            source_line=row["source_line"][k],
-            num_trained_tokens=trained,
-            truncated=row["truncated"][k],
-            boundary_adjusted=row["boundary_adjusted"][k],
-        )
-        if "turn" in row:
-            example["turn"] = row["turn"][k]
-        examples.append(example)
-        start += n
-    return examples

@@ -18,7 +18,6 @@ from sftprep.packing import (
     Packer,
     best_fit_decreasing,
     block_causal_mask,
-    cu_seqlens,
     packed_schema_for,
     packing_problems,
     pad_batch,
@@ -411,13 +410,7 @@ def test_pad_id_is_the_pad_token_else_eos(name, token, tokenizer_path):
         assert pad_id_for(info) == info.eos_id
 
 
-# --- helpers for attention and for the build --------------------------------------------------
-
-
-def test_mask_helpers_docstring_examples():
-    assert cu_seqlens([3, 2]).tolist() == [0, 3, 5]
-    assert segment_ids([2, 1], length=5).tolist() == [0, 0, 1, 2, 2]
-    assert block_causal_mask([2, 1]).astype(int).tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+# --- helpers for the build --------------------------------------------------
 
 
 def test_packing_problems():

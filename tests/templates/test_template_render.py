@@ -1,11 +1,11 @@
-"""Templates: rendering, field paths, detection from the data, template files."""
+"""Rendering (sftprep.templates.render): field binding, paths, language pairs, bad field values."""
 
 from __future__ import annotations
 
 import pytest
 
 from sftprep.errors import RecordError, TemplateError
-from sftprep.templates import bind_template, detect_template, load_template, template_from_dict
+from sftprep.templates import bind_template, load_template
 
 
 def render(name: str, record: dict, **kwargs) -> tuple[str, str]:
@@ -43,34 +43,6 @@ def test_language_pair_from_the_hf_translation_layout():
 
 
 @pytest.mark.parametrize(
-    ("record", "name"),
-    [
-        ({"question": "q", "answer": "a"}, "qa"),
-        ({"problem": "q", "answer": "a", "metadata": "{}"}, "qa"),
-        ({"dialogue": "d", "summary": "s", "topic": "t"}, "summarization"),
-        ({"instruction": "i", "input": "", "output": "o"}, "alpaca"),
-        ({"instruction": "i", "input": "", "response": "r"}, "alpaca"),  # GPTeacher: input kept
-        ({"instruction": "i", "response": "r"}, "instruction"),
-        ({"prompt": "p", "response": "r"}, "prompt-completion"),
-        ({"prompt": "p", "completion": "c"}, "prompt-completion"),
-        ({"translation": {"cs": "a", "en": "b"}}, "translation"),
-    ],
-)
-def test_detection(record, name):
-    assert detect_template(record, "d.jsonl:1").name == name
-
-
-def test_no_template_fits_lists_the_fields():
-    with pytest.raises(TemplateError, match=r"d.jsonl:1: no shipped template fits .* \(context, aliases\)"):
-        detect_template({"context": "c", "aliases": []}, "d.jsonl:1")
-
-
-def test_ambiguous_record_lists_the_candidates():
-    with pytest.raises(TemplateError, match=r"fit several templates equally well \(instruction, qa\)"):
-        detect_template({"question": "q", "answer": "a", "instruction": "i", "response": "r"}, "d.jsonl:1")
-
-
-@pytest.mark.parametrize(
     ("record", "reason"),
     [
         ({"question": "q"}, "missing_field"),
@@ -85,28 +57,6 @@ def test_record_errors(record, reason):
     with pytest.raises(RecordError) as info:
         renderer.render(record, "d.jsonl:3")
     assert info.value.reason == reason and info.value.where == "d.jsonl:3"
-
-
-def test_user_template_file(tmp_path):
-    path = tmp_path / "mine.toml"
-    path.write_text('prompt = "Q: {q}\\nA:"\ntarget = " {a}"\n')
-    template = load_template(str(path))
-    assert template.name == "mine"
-    assert bind_template(template).render({"q": "x", "a": "y"}, "w") == ("Q: x\nA:", " y")
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"prompt": "Q: {q", "target": " {a}"}, "unmatched '{'"),
-        ({"prompt": "Q:", "target": " fixed"}, "the target has no field"),
-        ({"prompt": "Q:", "target": " {a}", "colour": "red"}, "unknown key 'colour'"),
-        ({"target": " {a}"}, "'prompt' must be a string"),
-    ],
-)
-def test_bad_template_files(data, message):
-    with pytest.raises(TemplateError, match=message):
-        template_from_dict(data, where="t.toml")
 
 
 def test_unknown_field_mapping():
