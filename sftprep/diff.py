@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from sftprep.arrays import to_numpy
 from sftprep.labels import IGNORE_INDEX
-from sftprep.verify import Build, open_shard, read_build, shard_batches
+from sftprep.shards import Build, open_shard, read_build, shard_batches
 
 __all__ = ["DiffReport", "Example", "diff_builds", "examples", "manifest_changes"]
 

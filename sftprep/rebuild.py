@@ -27,7 +27,7 @@ from sftprep.arrays import ranges, to_numpy
 from sftprep.build import run_build
 from sftprep.config import BuildConfig
 from sftprep.errors import SftprepError
-from sftprep.verify import Build, Problem, open_shard, row_source, sha256_of, shard_batches
+from sftprep.shards import Build, Problem, open_shard, row_source, sha256_of, shard_batches
 
 __all__ = ["compare_rebuild", "rebuild_config"]
 
