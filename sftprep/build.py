@@ -73,6 +73,7 @@ class _Rejects:
         self.path = directory / REJECTS
         self.file: TextIO | None = None
         self.counts: Counter[str] = Counter()
+        self.first: RecordError | None = None  # named when every record is rejected (no rejects file then)
         # A count stops the build at once (a rate can only be judged at the end: check_rejected).
         self.limit = parse_max_errors(config.max_errors)[0] if config.max_errors else None
 
@@ -80,6 +81,7 @@ class _Rejects:
         if self.config.on_error == "fail":
             raise error
         self.counts[error.reason] += 1
+        self.first = self.first or error
         raw = record.raw if record.raw is not None else json.dumps(record.data, ensure_ascii=False)
         entry = {"source": record.source, "line": record.number, "reason": error.reason,
                  "field": error.field, "message": error.detail, "record": raw}  # fmt: skip
@@ -100,7 +102,9 @@ class _Rejects:
             self.file.close()
 
 
-def check_rejected(records_read: int, skipped: Mapping[str, int], max_errors: str | None) -> None:
+def check_rejected(
+    records_read: int, skipped: Mapping[str, int], max_errors: str | None, first: RecordError | None = None
+) -> None:
     """A whole build's rejected records against ``--max-errors``, once it is read.
 
     Without ``--max-errors``, an empty dataset because every record was rejected
@@ -112,6 +116,8 @@ def check_rejected(records_read: int, skipped: Mapping[str, int], max_errors: st
         records_read: the build's records (all slices' for a merge).
         skipped: rejected records per reason (ties in the order met).
         max_errors: the build's ``--max-errors``.
+        first: the first record rejected, named when all were (the build, and its
+            rejects file with it, is not written).
 
     Raises:
         DataError: more rejected than ``--max-errors`` allows, or all without it.
@@ -128,9 +134,10 @@ def check_rejected(records_read: int, skipped: Mapping[str, int], max_errors: st
             )
     elif records_read and total == records_read:
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in Counter(skipped).most_common())
+        example = f"; the first: {first}" if first is not None else ""
         raise DataError(
-            f"all {counted(records_read, 'record')} rejected ({reasons}), nothing to write; "
-            "--max-errors 100% accepts an empty build"
+            f"all {counted(records_read, 'record')} rejected ({reasons}){example}; nothing written "
+            "(--max-errors 100% accepts an empty build and keeps rejects.jsonl)"
         )
 
 
@@ -186,7 +193,7 @@ def run_build(
             rejects.close()
         counts = stream.counts
         if config.num_shards == 1:  # a slice is part of a build: `sftprep merge` checks the whole
-            check_rejected(counts.records_read, rejects.counts, config.max_errors)
+            check_rejected(counts.records_read, rejects.counts, config.max_errors, rejects.first)
         counts.skipped = rejects.counts
         manifest = _manifest(config, info, stream, engine.described(inputs), counts)
         if info.added_markers:

@@ -241,9 +241,11 @@ def test_every_record_rejected_is_no_records_unless_max_errors_allows_it(tmp_pat
     path = write(tmp_path, "d.jsonl", '{"question": "a"}\n{bad\n')
     result = run(path, "-t", "qa", "--on-error", "skip", "-o", str(tmp_path / "o"))
     assert result.exit_code == EXIT_DATA, result.output
+    # No build is written, so no rejects.jsonl: the line names the first rejected record itself.
     assert error_line(result) == (
-        "all 2 records rejected (missing_field 1, malformed_json 1), nothing to write; "
-        "--max-errors 100% accepts an empty build"
+        f"all 2 records rejected (missing_field 1, malformed_json 1); the first: {path}:1: field 'answer': "
+        "missing 'answer' (found: question); nothing written (--max-errors 100% accepts an empty build and "
+        "keeps rejects.jsonl)"
     )
     assert not (tmp_path / "o").exists()
     result = run(

@@ -211,7 +211,7 @@ def test_a_merge_of_slices_that_rejected_everything_fails(tmp_path):
     with pytest.raises(DataError, match="all 4 records rejected"):
         run_build(replace(config, output=str(tmp_path / "single")))
     parts = _slices(tmp_path, config, 2)  # each slice alone is only part of the build
-    with pytest.raises(DataError, match=r"all 4 records rejected \(missing_field 4\), nothing to write"):
+    with pytest.raises(DataError, match=r"all 4 records rejected \(missing_field 4\); nothing written"):
         merge_builds(parts, str(tmp_path / "merged"))
     assert not (tmp_path / "merged").exists()
 
