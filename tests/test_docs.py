@@ -257,9 +257,13 @@ def make_dry_run(target: str, tmp_path: Path) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     variables = [f"VENV={tmp_path}/.venv", f"DEMO_VENV={tmp_path}/.venv-demo", f"OUT={tmp_path}/out"]
+    # Under `make test` (as CI runs it) this make is nested: without the parent's MAKELEVEL it does
+    # not print "make[1]: Entering directory" lines around the commands.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     result = subprocess.run(
-        ["make", "-n", target, *variables], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+        ["make", "--no-print-directory", "-n", target, *variables],
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
     return result.stdout.splitlines()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from inspect_support import (
@@ -55,3 +56,15 @@ def test_wrap_keeps_every_character(text, width):
     lines = view.wrap(Text(text), width)
     assert "".join(line.plain for line in lines) == text.replace("\n", "")
     assert all(line.cell_len <= width for line in lines)
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_a_rule_always_ends_in_its_line_whatever_the_title_length(width):
+    """A folded title that fills its last line still ends the rule with ``──`` (readers split rows there)."""
+    from sftprep.view.draw import Look, rule
+
+    for n in range(1, 3 * width):
+        title = " ".join(["x" * 7] * (n // 8)) + "y" * (n % 8)
+        lines = [line.plain for line in rule(title, Look(width=width))]
+        assert all(len(line) <= width for line in lines), (n, lines)
+        assert lines[-1].endswith("──") and not any(line.endswith("──") for line in lines[:-1]), (n, lines)
