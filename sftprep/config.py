@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sftprep.chat import TRAIN_ON, TURNS
-from sftprep.chat_formats import DEFAULT_ROLES
+from sftprep.chat.formats import DEFAULT_ROLES
 from sftprep.encode import TRUNCATE_PROMPT, TRUNCATION_POLICIES
 from sftprep.errors import ConfigError
 from sftprep.exports.base import output_format_problems

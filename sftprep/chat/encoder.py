@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from sftprep.chat_formats import Conversation
-from sftprep.chat_reasoning import answer_of, reasoning_of, think_span
-from sftprep.chat_spans import ChatBatch, ChatLayout, ChatTurn, Plan, TokenSpans, chat_batch, common_prefix
-from sftprep.chat_template import (
+from sftprep.chat.formats import Conversation
+from sftprep.chat.reasoning import answer_of, reasoning_of, think_span
+from sftprep.chat.spans import ChatBatch, ChatLayout, ChatTurn, Plan, TokenSpans, chat_batch, common_prefix
+from sftprep.chat.template import (
     TOKENIZER_TEMPLATE,
     ChatTemplate,
     load_chat_template,
