@@ -12,7 +12,8 @@ rendering prefixes (:mod:`sftprep.chat.planner` does the rendering and locating)
   message whatever the template closes the conversation with (phi-3's EOS) too. Whitespace after
   the marker is not trained: the model stops at the marker and never writes it.
 
-The full text is tokenized once, with offsets and ``add_special_tokens=False`` (the template writes
+The full text is tokenized once, with offsets (computed from the ids where they tell them:
+:mod:`sftprep.chat.offsets`) and ``add_special_tokens=False`` (the template writes
 BOS itself, as apply_chat_template assumes), and the character spans become per-token ``trained``
 flags. Where a template cannot be handled exactly the row is rejected with a reason code, never
 mis-masked: a render of ``messages[:k]`` that is not a prefix of the whole render
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from sftprep.chat.formats import Conversation
+from sftprep.chat.offsets import byte_level_offsets
 from sftprep.chat.planner import TurnPlanner
 from sftprep.chat.reasoning import think_span
 from sftprep.chat.spans import ChatBatch, ChatLayout, ChatTurn, Plan, TokenSpans, chat_batch
@@ -157,6 +159,7 @@ class ChatEncoder:
         self.check_generation = check_generation and template.has_generation_tags
         self.tok = info.tokenizer
         self.bos = info.bos_id
+        self._offsets = byte_level_offsets(self.tok)
         self.planner = TurnPlanner(
             info, template, train_on, turns, max_rows_per_conversation, self.check_generation
         )
@@ -167,16 +170,26 @@ class ChatEncoder:
         dropped: list[int] = []
         planned = encode_rows(enumerate(conversations), self.planner.plans, rejected, dropped)
         plans = [(i, plan) for i, several in planned for plan in several]  # conversation, then turn order
-        encodings = self.tok.encode_batch([p.text for _, p in plans], add_special_tokens=False)
+        texts = [p.text for _, p in plans]
+        # Offsets cost the tokenizer about as much again as the ids; where the ids tell them
+        # (byte-level BPE, see chat/offsets.py) only the ids are asked for.
+        fast = self._offsets is not None
+        encode = self.tok.encode_batch_fast if fast else self.tok.encode_batch
+        encodings = encode(texts, add_special_tokens=False)
         counts = dict.fromkeys(COUNTS, 0)
 
         def one_row(planned: tuple[Plan, Any]) -> tuple[np.ndarray, np.ndarray, bool, Plan]:
             plan, enc = planned
-            tokens = TokenSpans(plan.text, enc.offsets)
+            ids = np.asarray(enc.ids, dtype=np.int32)
+            offsets = self._offsets(plan.text, ids) if self._offsets is not None else enc.offsets
+            if offsets is None:  # this row's offsets need the tokenizer
+                enc = self.tok.encode(plan.text, add_special_tokens=False)
+                ids, offsets = np.asarray(enc.ids, dtype=np.int32), enc.offsets
+            tokens = TokenSpans(plan.text, offsets)
             trained, turns = self._flags(plan, tokens)
-            ids, trained, cut = self._truncate(np.asarray(enc.ids, dtype=np.int32), trained, turns, counts)
+            ids, trained, cut = self._truncate(ids, trained, turns, counts)
             if not trained[1:].any():
-                raise RowRejected(*self._nothing_trained(cut, len(enc.ids)))
+                raise RowRejected(*self._nothing_trained(cut, len(tokens.starts)))
             return ids, trained, cut, plan
 
         pairs = ((i, (plan, enc)) for (i, plan), enc in zip(plans, encodings, strict=True))

@@ -81,7 +81,7 @@ class ChatLayout:
 class TokenSpans:
     """Token offsets of one text, and how character spans become token ranges."""
 
-    def __init__(self, text: str, offsets: Sequence[tuple[int, int]]):
+    def __init__(self, text: str, offsets: Sequence[tuple[int, int]] | np.ndarray):
         self.text = text
         self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         self.starts = self.offsets[:, 0]
