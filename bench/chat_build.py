@@ -15,6 +15,10 @@ times (LIMA x10: 10,290 conversations) into JSONL. For each tokenizer with its o
 and a per-turn pair: ``sftprep build --turns each`` against the limit over one text per trained
 turn (the tokens such a build writes), for issue 18's "per-turn rows cost O(tokens written)".
 
+``--memory SMALL LARGE`` (``make bench`` uses 100,000 and 1,000,000 unless ``--skip-memory``) then
+builds LIMA cycled to SMALL and to LARGE conversations with Llama-3.1 (default workers) and
+compares the peak memory of the two (target: the larger <= 1.2x the smaller, under 1 GiB).
+
 "x limit" is the limit's encode seconds over the build's wall seconds on the same conversations
 (the same tokens: the rows a chat build writes are the rendered texts). Every route runs
 ``--repeat`` times round-robin and the fastest run counts; "busy" is how many cores other
@@ -45,14 +49,50 @@ TARGET = 0.8  # issue 18: chat builds >= 0.8x the limit, wall time with start-up
 MiB = 2**20
 
 
-def write_lima(copies: int, path: Path) -> int:
-    """LIMA cycled ``copies`` times as JSONL; returns the number of conversations."""
-    records = json.loads(LIMA.read_text(encoding="utf-8"))
+def write_lima(copies: int, path: Path, conversations: int | None = None) -> int:
+    """LIMA cycled ``copies`` times (or to ``conversations``) as JSONL, line by line; returns the count."""
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in json.loads(LIMA.read_text(encoding="utf-8"))]
+    total = copies * len(lines) if conversations is None else conversations
     with path.open("w", encoding="utf-8") as f:
-        for _ in range(copies):
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return copies * len(records)
+        for i in range(total):
+            f.write(lines[i % len(lines)])
+    return total
+
+
+def memory_check(sizes: tuple[int, int], work: Path, logs: Path, quiet_wait: float) -> list[str]:
+    """Build LIMA cycled to each size with Llama-3.1; compare the peaks."""
+    py, routes = sys.executable, str(HERE / "routes.py")
+    tok = str(SHARED / "tokenizers" / "llama-3.1")
+    lines, peaks = ["chat memory check (LIMA cycled, Llama-3.1's template, default workers):"], []
+    for n in sizes:
+        data = work / f"memory-{n}.jsonl"
+        write_lima(0, data, n)
+        argv = [
+            py,
+            routes,
+            "sftprep",
+            str(data),
+            "--tokenizer",
+            tok,
+            "-o",
+            str(work / f"memory-{n}"),
+            "--overwrite",
+        ]
+        best = measure([(f"memory/{n}", f"sftprep, {n:,} conversations", argv)], 1, quiet_wait, logs)
+        data.unlink(missing_ok=True)
+        shutil.rmtree(work / f"memory-{n}", ignore_errors=True)
+        row = best.get(f"memory/{n}")
+        if row is None:
+            lines.append(f"  {n:>10,} conversations: FAILED (logs in {logs})")
+            continue
+        peaks.append(row["peak"])
+        lines.append(
+            f"  {n:>10,} conversations: {row['tokens']:>13,} tokens, {row['wall']:>8.1f} s wall, "
+            f"peak {row['peak'] / MiB:,.0f} MiB, busy {row['busy'] or 0:.2f}"
+        )
+    if len(peaks) == 2:
+        lines.append(f"  ratio {peaks[1] / peaks[0]:.2f} (target <= 1.2, and under 1 GiB)")
+    return lines
 
 
 def plan(data: Path, work: Path, per_turn: bool) -> list[tuple[str, str, list[str]]]:
@@ -155,7 +195,7 @@ def table(best: dict[str, dict[str, Any]], conversations: int) -> list[str]:
 
 
 def run(copies: int = 10, repeat: int = 1, quiet_wait: float = 60, per_turn: bool = True,
-        logs: Path | None = None) -> list[str]:  # fmt: skip
+        logs: Path | None = None, memory: tuple[int, int] | None = None) -> list[str]:  # fmt: skip
     """Run the chat table; returns its lines (empty without ../shared)."""
     if not LIMA.is_file():
         return [f"chat builds: skipped ({LIMA} is missing)"]
@@ -166,7 +206,10 @@ def run(copies: int = 10, repeat: int = 1, quiet_wait: float = 60, per_turn: boo
         logs = logs or work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         best = measure(plan(data, work, per_turn), repeat, quiet_wait, logs)
-        return table(best, conversations)
+        lines = table(best, conversations)
+        if memory is not None:
+            lines += ["", *memory_check(memory, work, logs, quiet_wait)]
+        return lines
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -177,8 +220,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per route; the fastest counts")
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for a quiet CPU")
     parser.add_argument("--no-per-turn", action="store_true", help="leave out the --turns each pair")
+    parser.add_argument("--memory", type=int, nargs=2, metavar=("SMALL", "LARGE"), help="conversations")
     args = parser.parse_args()
-    print("\n".join(run(args.copies, args.repeat, args.quiet_wait, not args.no_per_turn)))
+    memory = tuple(args.memory) if args.memory else None
+    print("\n".join(run(args.copies, args.repeat, args.quiet_wait, not args.no_per_turn, memory=memory)))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-memory", action="store_true", help="skip the 200k vs 2M memory check")
     parser.add_argument("--skip-chat", action="store_true", help="skip the chat table (bench/chat_build.py)")
     parser.add_argument(
+        "--chat-memory",
+        type=int,
+        nargs=2,
+        default=[100_000, 1_000_000],
+        metavar=("SMALL", "LARGE"),
+        help="conversations of the chat memory check (skipped with --skip-memory)",
+    )
+    parser.add_argument(
         "--memory-rows",
         type=int,
         nargs=2,
@@ -669,7 +677,11 @@ def main(argv: list[str] | None = None) -> None:
             lines += ["", *memory_lines(memory)]
         if not args.skip_chat:
             print("chat builds ...", flush=True)
-            lines += ["", *chat_build.run(repeat=args.repeat, quiet_wait=args.quiet_wait, logs=logs / "chat")]
+            sizes = None if args.skip_memory else tuple(args.chat_memory)
+            chat = chat_build.run(
+                repeat=args.repeat, quiet_wait=args.quiet_wait, logs=logs / "chat", memory=sizes
+            )
+            lines += ["", *chat]
         checks = targets(results, memory)
         lines += ["", *target_lines(checks)]
         print("\n".join(lines))
