@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from sftprep.chat import ChatEncoder, load_chat_template
-from sftprep.chat_formats import to_messages
+from sftprep.chat.formats import to_messages
 from sftprep.tokenizer import load_tokenizer
 
 MULTI = "multichallenge_benchmark_questions.jsonl"

@@ -22,6 +22,12 @@ Routes:
   around a tiny random GPT-2 model built before the timer starts. The tokenizer,
   ``load_dataset`` and the trainer's constructor (which prepares the dataset)
   are timed.
+* ``chat-raw``: the limit for chat builds. The conversations of a chat JSONL file rendered
+  (untimed) with the tokenizer's own chat template through sftprep's renderer (which equals
+  transformers' ``apply_chat_template``), each conversation once, or with ``--turns each`` each
+  trained turn's prefix once (what a per-turn build writes); then ``encode_batch_fast`` over those
+  texts without added special tokens (the template writes BOS), in batches of 4096. Only the
+  encode calls are timed.
 * ``sftprep``: ``sftprep.cli.main(ARGS)``, exactly what the ``sftprep`` command
   runs; timed from after the imports to the end of the build (tokenizer load,
   reading, writing the shards and the manifest included).
@@ -80,6 +86,37 @@ def route_raw(args: argparse.Namespace) -> None:
     start, cpu_start = time.perf_counter(), _cpu()
     for i in range(0, len(texts), args.batch_size):
         for encoding in tok.encode_batch_fast(texts[i : i + args.batch_size], add_special_tokens=True):
+            tokens += len(encoding.ids)
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu_start
+    _emit({"seconds": seconds, "cpu_seconds": cpu, "rows": len(texts), "tokens": tokens})
+
+
+def _rendered_chats(path: str, tokenizer: str, turns: str) -> list[str]:
+    """The texts a chat build tokenizes: one per conversation, or one per assistant turn."""
+    from sftprep.chat import load_chat_template, special_tokens
+    from sftprep.chat.formats import to_messages
+    from sftprep.tokenizer import load_tokenizer
+
+    info = load_tokenizer(tokenizer)
+    template, variables = load_chat_template(None, info), special_tokens(info)
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            conversation = to_messages(json.loads(line), f"{path}:{i + 1}")
+            messages, tools = list(conversation.messages), conversation.tools
+            ends = [k + 1 for k, m in enumerate(messages) if m["role"] == "assistant"]
+            for end in ends if turns == "each" else [len(messages)]:
+                texts.append(template.render(messages[:end], tools, False, variables))
+    return texts
+
+
+def route_chat_raw(args: argparse.Namespace) -> None:
+    texts = _rendered_chats(args.input, args.tokenizer, args.turns)
+    tok = _load_tokenizer(args.tokenizer)
+    tokens = 0
+    start, cpu_start = time.perf_counter(), _cpu()
+    for i in range(0, len(texts), args.batch_size):
+        for encoding in tok.encode_batch_fast(texts[i : i + args.batch_size], add_special_tokens=False):
             tokens += len(encoding.ids)
     seconds, cpu = time.perf_counter() - start, _cpu() - cpu_start
     _emit({"seconds": seconds, "cpu_seconds": cpu, "rows": len(texts), "tokens": tokens})
@@ -250,6 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     raw.add_argument("--input", required=True)
     raw.add_argument("--tokenizer", required=True)
     raw.add_argument("--batch-size", type=int, default=4096)
+    chat_raw = sub.add_parser("chat-raw")
+    chat_raw.add_argument("--input", required=True)
+    chat_raw.add_argument("--tokenizer", required=True)
+    chat_raw.add_argument("--turns", choices=["conversation", "each"], default="conversation")
+    chat_raw.add_argument("--batch-size", type=int, default=4096)
     dmap = sub.add_parser("map")
     dmap.add_argument("--input", required=True)
     dmap.add_argument("--tokenizer", required=True)
@@ -269,7 +311,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.route in ("map", "trl") and args.num_proc == 1:
         args.num_proc = None  # what num_proc=1 means to datasets: no worker processes
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    routes = {"raw": route_raw, "map": route_map, "trl": route_trl, "sftprep": route_sftprep}
+    routes = {
+        "raw": route_raw,
+        "chat-raw": route_chat_raw,
+        "map": route_map,
+        "trl": route_trl,
+        "sftprep": route_sftprep,
+    }
     routes[args.route](args)
 
 

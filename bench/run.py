@@ -35,7 +35,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import datagen  # noqa: E402 - bench/ is a folder of scripts, not a package
+import chat_build  # noqa: E402 - bench/ is a folder of scripts, not a package
+import datagen  # noqa: E402
 import machine  # noqa: E402
 from procstat import ProcResult, run_measured, wait_until_quiet  # noqa: E402
 
@@ -114,6 +115,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5000 rows, no memory check")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 200k vs 2M memory check")
+    parser.add_argument("--skip-chat", action="store_true", help="skip the chat table (bench/chat_build.py)")
+    parser.add_argument(
+        "--chat-memory",
+        type=int,
+        nargs=2,
+        default=[100_000, 1_000_000],
+        metavar=("SMALL", "LARGE"),
+        help="conversations of the chat memory check (skipped with --skip-memory)",
+    )
     parser.add_argument(
         "--memory-rows",
         type=int,
@@ -665,6 +675,13 @@ def main(argv: list[str] | None = None) -> None:
             print("memory check ...", flush=True)
             memory = memory_check(args, source, work, env, logs)
             lines += ["", *memory_lines(memory)]
+        if not args.skip_chat:
+            print("chat builds ...", flush=True)
+            sizes = None if args.skip_memory else tuple(args.chat_memory)
+            chat = chat_build.run(
+                repeat=args.repeat, quiet_wait=args.quiet_wait, logs=logs / "chat", memory=sizes
+            )
+            lines += ["", *chat]
         checks = targets(results, memory)
         lines += ["", *target_lines(checks)]
         print("\n".join(lines))

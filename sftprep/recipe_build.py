@@ -37,7 +37,7 @@ import numpy as np
 
 from sftprep import storage
 from sftprep.build import BuildConfig, BuildResult, run_build
-from sftprep.chat_formats import detect_format, to_messages
+from sftprep.chat.formats import detect_format, to_messages
 from sftprep.dedup import ExactDedup, NgramIndex
 from sftprep.errors import ConfigError, InputError, RecordError
 from sftprep.manifest import NAME as MANIFEST

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sftprep.chat import ChatEncoder, ChatTemplate, load_chat_template, shipped_chat_templates
-from sftprep.chat_formats import Conversation, detect_format, to_messages
+from sftprep.chat.formats import Conversation, detect_format, to_messages
 from sftprep.encode import EncodedBatch, EncodeOptions, Encoder
 from sftprep.errors import RecordError
 from sftprep.labels import exploded_batches, schema_for, sequence_batch

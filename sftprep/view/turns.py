@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sftprep.chat import ChatLayout
-from sftprep.chat_template import ChatTemplate
+from sftprep.chat.template import ChatTemplate
 from sftprep.config import BuildConfig
 from sftprep.errors import SftprepError
 from sftprep.readers import STDIN_NAME, InputFile, Record

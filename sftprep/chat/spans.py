@@ -1,6 +1,6 @@
 """Where a chat conversation's turns sit: in the rendered text (characters) and in its tokens.
 
-The pieces :class:`~sftprep.chat.ChatEncoder` works with: a :class:`Plan` of one row (its
+The pieces :class:`~sftprep.chat.encoder.ChatEncoder` works with: a :class:`Plan` of one row (its
 rendered text and each trained assistant turn's character span), :class:`TokenSpans` (character
 spans -> token ranges, by the tokenizer's offsets), what ``inspect`` is shown
 (:class:`ChatLayout`, :class:`ChatTurn`) and the batch of rows an encode returns
@@ -81,7 +81,7 @@ class ChatLayout:
 class TokenSpans:
     """Token offsets of one text, and how character spans become token ranges."""
 
-    def __init__(self, text: str, offsets: Sequence[tuple[int, int]]):
+    def __init__(self, text: str, offsets: Sequence[tuple[int, int]] | np.ndarray):
         self.text = text
         self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         self.starts = self.offsets[:, 0]

@@ -7,7 +7,7 @@ sandbox with the globals and filters transformers gives it, so the text equals
 from a file. :class:`ChatTemplate` also records the spans of ``{% generation %}`` blocks, the
 control strings a shipped template lists as its markers, and a sha256 for the manifest.
 
-Which tokens a conversation trains is worked out from these renders in :mod:`sftprep.chat`.
+Which tokens a conversation trains is worked out from these renders in :mod:`sftprep.chat.planner` and :mod:`sftprep.chat.encoder`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from sftprep.chat import (
     shipped_chat_templates,
     special_tokens,
 )
-from sftprep.chat_formats import Conversation, detect_format, to_messages
+from sftprep.chat.formats import Conversation, detect_format, to_messages
 from sftprep.encode import EncodeOptions
 from sftprep.errors import ConfigError, RecordError, TemplateError
 from sftprep.labels import IGNORE_INDEX, exploded_batches, schema_for, sequence_batch
@@ -757,9 +757,9 @@ def test_any_conversation_is_masked_exactly_or_rejected(contents, tok_name, toke
 
 def test_reason_codes_are_documented():
     from sftprep import chat as chat_module
-    from sftprep import chat_formats
+    from sftprep.chat import formats as chat_formats
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     readme = "".join(p.read_text(encoding="utf-8") for p in [root / "README.md", *root.glob("docs/*.md")])
     for code in (*chat_module.REASONS, *chat_formats.REASONS):
         assert f"`{code}`" in readme, code

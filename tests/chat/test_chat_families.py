@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tokenizers import AddedToken
 
 from sftprep.chat import ChatEncoder, load_chat_template, special_tokens
-from sftprep.chat_formats import Conversation, to_messages
+from sftprep.chat.formats import Conversation, to_messages
 from sftprep.encode import EncodeOptions
 from sftprep.errors import RecordError
 from sftprep.readers import InputFile
