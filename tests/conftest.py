@@ -46,3 +46,14 @@ def data_path():
 
 # The inspect tests' shared builds and helpers (tests/test_inspect_*.py).
 pytest_plugins = ["inspect_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _reader_tests_work_in_tmp(request, monkeypatch):
+    """tests/readers/: work in tmp_path, so inputs have short relative names as a user would type them.
+
+    (Here rather than in tests/readers/conftest.py: a second ``conftest`` module would shadow
+    this one for the tests that import ``from conftest import ...``.)
+    """
+    if "readers" in request.path.parent.parts[-1:]:
+        monkeypatch.chdir(request.getfixturevalue("tmp_path"))
