@@ -79,12 +79,40 @@ def _texts(content: Any) -> tuple[list[Any], list[str]]:
     return [[m["role"], m.get("content")] for m in messages], [str(m.get("content") or "") for m in messages]
 
 
+# Records whose dedup verdicts are decided together: one vectorized lookup in the key set.
+SCAN_BATCH = 4096
+
+
 def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup | None,
           ngrams: NgramIndex | None, listing: _Listing) -> Scan:  # fmt: skip
     config = recipe.source_config(source, "")
     names = expand_inputs(config.inputs)
     template, chat_spec = resolve_templates(config)
     codes, keys, verdicts = array("Q"), array("Q"), array("b")
+    pending: list[tuple[Record, list[str]]] = []  # renderable records whose verdict is not yet known
+    pending_keys = array("Q")
+
+    def decide() -> None:
+        """The verdicts of the pending records, in input order (the listing's order)."""
+        if not pending:
+            return
+        duplicate = (
+            dedup.seen_many(np.frombuffer(pending_keys, dtype=np.uint64)) if dedup is not None else None
+        )
+        for i, (record, texts) in enumerate(pending):
+            verdict, detail = KEEP, ""
+            if duplicate is not None and duplicate[i]:
+                verdict, detail = DUPLICATE, "the same rendered text as an earlier example"
+            elif ngrams is not None and (gram := ngrams.overlap(texts)) is not None:
+                verdict, detail = CONTAMINATED, f"shares the {ngrams.n}-gram '{gram}' with an evaluation file"
+            verdicts.append(verdict)
+            if verdict != KEEP:
+                listing.add(
+                    source.name, record, "duplicate" if verdict == DUPLICATE else "contaminated", detail
+                )
+        pending.clear()
+        del pending_keys[:]
+
     transform = None
     for f_index, name in enumerate(names):
         with InputFile(name, max_record_bytes=config.max_record_bytes, format=config.input_format) as f:
@@ -97,25 +125,18 @@ def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup
                 except RecordError:
                     content = None
                 if content is None:
+                    decide()  # the verdicts stay in input order
                     keys.append(0)
                     verdicts.append(UNREAD)
                     continue
                 parts, texts = _texts(content)
                 key = content_key(parts)
                 keys.append(key)
-                verdict, detail = KEEP, ""
-                if dedup is not None and dedup.seen(key):
-                    verdict, detail = DUPLICATE, "the same rendered text as an earlier example"
-                elif ngrams is not None and (gram := ngrams.overlap(texts)) is not None:
-                    verdict, detail = (
-                        CONTAMINATED,
-                        f"shares the {ngrams.n}-gram '{gram}' with an evaluation file",
-                    )
-                verdicts.append(verdict)
-                if verdict != KEEP:
-                    listing.add(
-                        source.name, record, "duplicate" if verdict == DUPLICATE else "contaminated", detail
-                    )
+                pending.append((record, texts if ngrams is not None else []))
+                pending_keys.append(key)
+                if len(pending) >= SCAN_BATCH:
+                    decide()
+    decide()
     key_array = np.frombuffer(keys, dtype=np.uint64) if len(keys) else np.zeros(0, np.uint64)
     verdict_array = np.frombuffer(verdicts, dtype=np.int8) if len(verdicts) else np.zeros(0, np.int8)
     # The split is decided among the examples that remain, so a count means that many examples.
