@@ -81,6 +81,8 @@ def _texts(content: Any) -> tuple[list[Any], list[str]]:
 
 # Records whose dedup verdicts are decided together: one vectorized lookup in the key set.
 SCAN_BATCH = 4096
+# Examples whose split (by a fraction) is decided at a time.
+SPLIT_SLICE = 1 << 16
 
 
 def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup | None,
@@ -96,9 +98,7 @@ def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup
         """The verdicts of the pending records, in input order (the listing's order)."""
         if not pending:
             return
-        duplicate = (
-            dedup.seen_many(np.frombuffer(pending_keys, dtype=np.uint64)) if dedup is not None else None
-        )
+        duplicate = dedup.seen_many(np.array(pending_keys, dtype=np.uint64)) if dedup is not None else None
         for i, (record, texts) in enumerate(pending):
             verdict, detail = KEEP, ""
             if duplicate is not None and duplicate[i]:
@@ -140,9 +140,12 @@ def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup
     key_array = np.frombuffer(keys, dtype=np.uint64) if len(keys) else np.zeros(0, np.uint64)
     verdict_array = np.frombuffer(verdicts, dtype=np.int8) if len(verdicts) else np.zeros(0, np.int8)
     # The split is decided among the examples that remain, so a count means that many examples.
-    kept = np.flatnonzero(verdict_array == KEEP)
+    # A fraction decides each example alone: in slices, so its temporaries stay small.
     validation = np.zeros(len(key_array), dtype=bool)
-    validation[kept] = validation_mask(key_array[kept], recipe.seed, recipe.validation)
+    step = SPLIT_SLICE if isinstance(recipe.validation, float) else max(1, len(key_array))
+    for begin in range(0, len(key_array), step):
+        kept = np.flatnonzero(verdict_array[begin : begin + step] == KEEP) + begin
+        validation[kept] = validation_mask(key_array[kept], recipe.seed, recipe.validation)
     code_array = np.frombuffer(codes, dtype=np.uint64) if len(codes) else np.zeros(0, np.uint64)
     return Scan(names, code_array, key_array, verdict_array, validation)
 

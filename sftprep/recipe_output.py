@@ -170,23 +170,17 @@ class Assembly:
         for name in scan.names:
             self.source_of[name] = source.name
         mapped = _Mapped(directory, built)
-        table = mapped.table
-        files = pc.index_in(table["source_file"], value_set=pa.array(scan.names, pa.string()))
-        codes = (files.to_numpy(zero_copy_only=False).astype(np.uint64) << np.uint64(40)) | table[
-            "source_line"
-        ].to_numpy().astype(np.uint64)
-        at = np.searchsorted(scan.codes, codes)
-        assert np.array_equal(scan.codes[at], codes), "a built row has no scanned record"
-        verdict, keys, validation = scan.verdict[at], scan.keys[at], scan.validation[at]
-        assert not (verdict == UNREAD).any(), "a record the scan could not render was built"
+        verdict, validation, keys, lengths, trained = _lookup(scan, mapped.table)
+        mapped.release()  # reading those columns touched pages all through the rows
         keep = verdict == KEEP
         train = np.flatnonzero(keep & ~validation)
         val = np.flatnonzero(keep & validation)
-        times = copies(keys[train], self.recipe.seed, source.weight)
-        order = {"train": train[train_order(keys[train], times, self.recipe.seed)], "validation": val}
-        lengths = pc.list_value_length(table["input_ids"]).to_numpy()
-        trained = table["num_trained_tokens"].to_numpy()
-        mapped.release()  # reading those columns touched pages all through the rows
+        del keep, validation
+        train_keys = keys[train]
+        del keys
+        times = copies(train_keys, self.recipe.seed, source.weight)
+        order = {"train": train[train_order(train_keys, times, self.recipe.seed)], "validation": val}
+        del train_keys
         c = built["counts"]
         stats: dict[str, Any] = {
             "name": source.name, "weight": source.weight, "template": built["template"],
@@ -201,6 +195,7 @@ class Assembly:
             stats[split] = {"examples": len(rows), "tokens": int(lengths[rows].sum()),
                             "trained_tokens": int(trained[rows].sum())}  # fmt: skip
             self._write(split, mapped, rows)
+        del order, lengths, trained
         accounted = (stats["rejected"] + stats["dropped_too_long"] + stats["duplicates"] + stats["contaminated"]
                      + len(train) + len(val))  # fmt: skip
         if accounted != stats["records_read"]:
@@ -288,6 +283,37 @@ def source_table(manifest: dict[str, Any]) -> list[str]:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     return ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
             for r in rows]  # fmt: skip
+
+
+def _lookup(scan: Scan, table: pa.Table) -> tuple[np.ndarray, ...]:
+    """Per built row: the scan's verdict, split and key, and the row's tokens and trained tokens.
+
+    One record batch at a time, so the temporaries (codes, positions) stay the size of
+    a batch; what is kept is 1 + 1 + 8 + 4 + 4 bytes per row.
+    """
+    n = table.num_rows
+    verdict, validation = np.empty(n, np.int8), np.empty(n, bool)
+    keys, lengths, trained = np.empty(n, np.uint64), np.empty(n, np.int32), np.empty(n, np.int32)
+    names = pa.array(scan.names, pa.string())
+    begin = 0
+    for batch in table.to_batches():
+        end = begin + batch.num_rows
+        files = pc.index_in(batch.column("source_file"), value_set=names).to_numpy(zero_copy_only=False)
+        codes = files.astype(np.uint64) << np.uint64(40) | batch.column("source_line").to_numpy().astype(
+            np.uint64
+        )
+        at = np.searchsorted(scan.codes, codes)
+        assert np.array_equal(scan.codes[at], codes), "a built row has no scanned record"
+        verdict[begin:end], validation[begin:end], keys[begin:end] = (
+            scan.verdict[at],
+            scan.validation[at],
+            scan.keys[at],
+        )
+        lengths[begin:end] = pc.list_value_length(batch.column("input_ids")).to_numpy()
+        trained[begin:end] = batch.column("num_trained_tokens").to_numpy()
+        begin = end
+    assert not (verdict == UNREAD).any(), "a record the scan could not render was built"
+    return verdict, validation, keys, lengths, trained
 
 
 def _take(batches: list[pa.RecordBatch], starts: np.ndarray, rows: np.ndarray) -> pa.RecordBatch:
