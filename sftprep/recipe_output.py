@@ -43,6 +43,8 @@ SPLITS = ("train", "validation")
 # the page (fault-around), so a random row costs that much per buffer until released:
 # 256 rows bound the mapped pages to about 256 x 4 buffers x 64 KiB = 64 MiB.
 TAKE_ROWS = 256
+# Rows whose columns are read before their pages are released, when the scan's verdicts are looked up.
+LOOKUP_ROWS = 1 << 14
 KEEP, DUPLICATE, CONTAMINATED, UNREAD = 0, 1, 2, 3  # a scanned record's verdict (UNREAD: left to the build)
 
 
@@ -170,8 +172,7 @@ class Assembly:
         for name in scan.names:
             self.source_of[name] = source.name
         mapped = _Mapped(directory, built)
-        verdict, validation, keys, lengths, trained = _lookup(scan, mapped.table)
-        mapped.release()  # reading those columns touched pages all through the rows
+        verdict, validation, keys, lengths, trained = _lookup(scan, mapped)
         keep = verdict == KEEP
         train = np.flatnonzero(keep & ~validation)
         val = np.flatnonzero(keep & validation)
@@ -285,12 +286,15 @@ def source_table(manifest: dict[str, Any]) -> list[str]:
             for r in rows]  # fmt: skip
 
 
-def _lookup(scan: Scan, table: pa.Table) -> tuple[np.ndarray, ...]:
+def _lookup(scan: Scan, mapped: _Mapped) -> tuple[np.ndarray, ...]:
     """Per built row: the scan's verdict, split and key, and the row's tokens and trained tokens.
 
     One record batch at a time, so the temporaries (codes, positions) stay the size of
-    a batch; what is kept is 1 + 1 + 8 + 4 + 4 bytes per row.
+    a batch; what is kept is 1 + 1 + 8 + 4 + 4 bytes per row. Reading the columns maps
+    their pages (the file names of ``source_file`` alone are tens of bytes a row), so
+    they are released every ``LOOKUP_ROWS`` rows, not once at the end.
     """
+    table = mapped.table
     n = table.num_rows
     verdict, validation = np.empty(n, np.int8), np.empty(n, bool)
     keys, lengths, trained = np.empty(n, np.uint64), np.empty(n, np.int32), np.empty(n, np.int32)
@@ -311,7 +315,10 @@ def _lookup(scan: Scan, table: pa.Table) -> tuple[np.ndarray, ...]:
         )
         lengths[begin:end] = pc.list_value_length(batch.column("input_ids")).to_numpy()
         trained[begin:end] = batch.column("num_trained_tokens").to_numpy()
+        if begin // LOOKUP_ROWS != end // LOOKUP_ROWS:
+            mapped.release()
         begin = end
+    mapped.release()
     assert not (verdict == UNREAD).any(), "a record the scan could not render was built"
     return verdict, validation, keys, lengths, trained
 
