@@ -39,10 +39,13 @@ __all__ = ["CONTAMINATED", "DUPLICATE", "DUPLICATES", "KEEP", "UNREAD", "Assembl
 
 DUPLICATES = "duplicates.jsonl"
 SPLITS = ("train", "validation")
-# Rows copied out of the mapped scratch rows at a time. A page fault maps up to 64 KiB around
-# the page (fault-around), so a random row costs that much per buffer until released:
-# 256 rows bound the mapped pages to about 256 x 4 buffers x 64 KiB = 64 MiB.
+# Rows per output batch taken from the mapped scratch rows. A page fault maps up to 64 KiB
+# around the page (fault-around, which MADV_RANDOM does not stop on every kernel), so a
+# scattered row costs that much per buffer (about 15 of them) until released: 256 such rows
+# mapped up to 256 x 15 x 64 KiB = 240 MiB (measured: 241 MiB of file pages at 1M records),
+# so scattered rows are copied FAULT_ROWS at a time: about 30 MiB.
 TAKE_ROWS = 256
+FAULT_ROWS = 32
 # Rows whose columns are read before their pages are released, when the scan's verdicts are looked up.
 LOOKUP_ROWS = 1 << 14
 KEEP, DUPLICATE, CONTAMINATED, UNREAD = 0, 1, 2, 3  # a scanned record's verdict (UNREAD: left to the build)
@@ -209,8 +212,19 @@ class Assembly:
         batches = mapped.table.to_batches()  # zero-copy views of the memory-mapped shards
         starts = np.cumsum([0] + [b.num_rows for b in batches])
         for begin in range(0, len(rows), TAKE_ROWS):
-            writer.add(_take(batches, starts, rows[begin : begin + TAKE_ROWS]))
-            mapped.release()
+            part = rows[begin : begin + TAKE_ROWS]
+            if len(part) and part[-1] - part[0] == len(part) - 1:  # one run of rows: few pages
+                writer.add(_take(batches, starts, part))
+                mapped.release()
+                continue
+            # Scattered rows (the seeded order of repeats): each row faults in up to 64 KiB of
+            # each of its ~15 buffers, so they are copied FAULT_ROWS at a time, released in
+            # between, and joined into the same TAKE_ROWS-row batch as before.
+            pieces = []
+            for at in range(0, len(part), FAULT_ROWS):
+                pieces.append(_take(batches, starts, part[at : at + FAULT_ROWS]))
+                mapped.release()
+            writer.add(pa.Table.from_batches(pieces).combine_chunks().to_batches()[0])
 
     def finish(self, built: list[dict[str, Any]], ngrams: NgramIndex | None, listed: bool) -> dict[str, Any]:
         inputs = {
