@@ -108,8 +108,11 @@ def memory(args, source, work: Path) -> list[str]:
             )  # fmt: skip
         data.unlink()
         peaks.append(rec["peak_pss"])
+        if len(lines) == 2:
+            print("\n".join(lines), flush=True)
         lines.append(f"{rows:>10,}  {rec['peak_pss'] / MiB:>9.0f} MiB  {rec['max_rss'] / MiB:>10.0f} MiB  "
                      f"{plain['peak_pss'] / MiB:>6.0f} MiB  {rec['wall']:>8.1f}  {rec['busy'] or 0:>5.2f}")  # fmt: skip
+        print(lines[-1], flush=True)
     growth = peaks[-1] / peaks[0]
     met = growth <= GROWTH and max(peaks) < CEILING
     lines.append(f"target: recipe peak {args.rows[-1]:,} / {args.rows[0]:,} records = {growth:.2f}x "
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             print("\n".join(lines), flush=True)
         if not args.skip_memory:
             mem = memory(args, source, work)
-            print("\n".join(mem), flush=True)
+            print(mem[-1], flush=True)
             lines += mem
         results = HERE / "results"
         results.mkdir(exist_ok=True)
