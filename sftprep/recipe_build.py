@@ -8,7 +8,8 @@ source's worth (plus the dedup set, which spans sources):
    key (``mixture.content_key``). Exact duplicates (of any earlier record, in any
    source) and contaminated examples are marked and listed in
    ``duplicates.jsonl``, and the split is decided. What is kept per record is its
-   place (file, line), key, verdict and split: 18 bytes in arrays.
+   place (file, line), key, verdict and split: 18 bytes in arrays, written to
+   scratch disk while the source builds and read back to assemble it.
 2. **Build** the source with :func:`sftprep.build.run_build` into a scratch
    directory inside the staged output, unpacked (so ``--workers`` and
    ``--engine ray`` apply exactly as in any build).
@@ -255,12 +256,12 @@ def run_recipe(
             # so memory and scratch disk hold one source's worth (plus the dedup set).
             for i, source in enumerate(recipe.sources):
                 with _naming(source):
-                    scan = _scan(recipe, source, info, dedup, ngrams, listing)
+                    parked = _park(_scan(recipe, source, info, dedup, ngrams, listing), work / f"scan-{i}")
                     config = recipe.source_config(source, str(work / str(i)))
                     built.append(run_build(config, log=_prefixed(log, source.name)).manifest)
                 if assembly is None:
                     assembly = Assembly(recipe, info, built[0], root)
-                assembly.add(source, scan, built[i], work / str(i))
+                assembly.add(source, _unpark(parked), built[i], work / str(i))
                 _move_rejects(work / str(i) / REJECTS, root / REJECTS)
                 shutil.rmtree(work / str(i))
         finally:
@@ -271,6 +272,22 @@ def run_recipe(
         write_json(root / MANIFEST, manifest)
         staged.commit()
     return BuildResult(Path(output), manifest)
+
+
+def _park(scan: Scan, path: Path) -> tuple[Path, list[str]]:
+    """Write the scan's arrays to scratch disk while the source builds (its workers fork from here)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, codes=scan.codes, keys=scan.keys, verdict=scan.verdict, validation=scan.validation)
+    return path, scan.names
+
+
+def _unpark(parked: tuple[Path, list[str]]) -> Scan:
+    path, names = parked
+    with np.load(path) as z:
+        scan = Scan(names, z["codes"], z["keys"], z["verdict"], z["validation"])
+    path.unlink()
+    return scan
 
 
 @contextlib.contextmanager
