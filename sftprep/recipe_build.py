@@ -8,7 +8,8 @@ source's worth (plus the dedup set, which spans sources):
    key (``mixture.content_key``). Exact duplicates (of any earlier record, in any
    source) and contaminated examples are marked and listed in
    ``duplicates.jsonl``, and the split is decided. What is kept per record is its
-   place (file, line), key, verdict and split: 18 bytes in arrays.
+   place (file, line), key, verdict and split: 18 bytes in arrays, written to
+   scratch disk while the source builds and read back to assemble it.
 2. **Build** the source with :func:`sftprep.build.run_build` into a scratch
    directory inside the staged output, unpacked (so ``--workers`` and
    ``--engine ray`` apply exactly as in any build).
@@ -81,12 +82,40 @@ def _texts(content: Any) -> tuple[list[Any], list[str]]:
     return [[m["role"], m.get("content")] for m in messages], [str(m.get("content") or "") for m in messages]
 
 
+# Records whose dedup verdicts are decided together: one vectorized lookup in the key set.
+SCAN_BATCH = 4096
+# Examples whose split (by a fraction) is decided at a time.
+SPLIT_SLICE = 1 << 16
+
+
 def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup | None,
           ngrams: NgramIndex | None, listing: _Listing) -> Scan:  # fmt: skip
     config = recipe.source_config(source, "")
     names = expand_inputs(config.inputs)
     template, chat_spec = resolve_templates(config)
     codes, keys, verdicts = array("Q"), array("Q"), array("b")
+    pending: list[tuple[Record, list[str]]] = []  # renderable records whose verdict is not yet known
+    pending_keys = array("Q")
+
+    def decide() -> None:
+        """The verdicts of the pending records, in input order (the listing's order)."""
+        if not pending:
+            return
+        duplicate = dedup.seen_many(np.array(pending_keys, dtype=np.uint64)) if dedup is not None else None
+        for i, (record, texts) in enumerate(pending):
+            verdict, detail = KEEP, ""
+            if duplicate is not None and duplicate[i]:
+                verdict, detail = DUPLICATE, "the same rendered text as an earlier example"
+            elif ngrams is not None and (gram := ngrams.overlap(texts)) is not None:
+                verdict, detail = CONTAMINATED, f"shares the {ngrams.n}-gram '{gram}' with an evaluation file"
+            verdicts.append(verdict)
+            if verdict != KEEP:
+                listing.add(
+                    source.name, record, "duplicate" if verdict == DUPLICATE else "contaminated", detail
+                )
+        pending.clear()
+        del pending_keys[:]
+
     transform = None
     for f_index, name in enumerate(names):
         with InputFile(name, max_record_bytes=config.max_record_bytes, format=config.input_format) as f:
@@ -99,31 +128,27 @@ def _scan(recipe: Recipe, source: Source, info: TokenizerInfo, dedup: ExactDedup
                 except RecordError:
                     content = None
                 if content is None:
+                    decide()  # the verdicts stay in input order
                     keys.append(0)
                     verdicts.append(UNREAD)
                     continue
                 parts, texts = _texts(content)
                 key = content_key(parts)
                 keys.append(key)
-                verdict, detail = KEEP, ""
-                if dedup is not None and dedup.seen(key):
-                    verdict, detail = DUPLICATE, "the same rendered text as an earlier example"
-                elif ngrams is not None and (gram := ngrams.overlap(texts)) is not None:
-                    verdict, detail = (
-                        CONTAMINATED,
-                        f"shares the {ngrams.n}-gram '{gram}' with an evaluation file",
-                    )
-                verdicts.append(verdict)
-                if verdict != KEEP:
-                    listing.add(
-                        source.name, record, "duplicate" if verdict == DUPLICATE else "contaminated", detail
-                    )
+                pending.append((record, texts if ngrams is not None else []))
+                pending_keys.append(key)
+                if len(pending) >= SCAN_BATCH:
+                    decide()
+    decide()
     key_array = np.frombuffer(keys, dtype=np.uint64) if len(keys) else np.zeros(0, np.uint64)
     verdict_array = np.frombuffer(verdicts, dtype=np.int8) if len(verdicts) else np.zeros(0, np.int8)
     # The split is decided among the examples that remain, so a count means that many examples.
-    kept = np.flatnonzero(verdict_array == KEEP)
+    # A fraction decides each example alone: in slices, so its temporaries stay small.
     validation = np.zeros(len(key_array), dtype=bool)
-    validation[kept] = validation_mask(key_array[kept], recipe.seed, recipe.validation)
+    step = SPLIT_SLICE if isinstance(recipe.validation, float) else max(1, len(key_array))
+    for begin in range(0, len(key_array), step):
+        kept = np.flatnonzero(verdict_array[begin : begin + step] == KEEP) + begin
+        validation[kept] = validation_mask(key_array[kept], recipe.seed, recipe.validation)
     code_array = np.frombuffer(codes, dtype=np.uint64) if len(codes) else np.zeros(0, np.uint64)
     return Scan(names, code_array, key_array, verdict_array, validation)
 
@@ -233,12 +258,12 @@ def run_recipe(
             # so memory and scratch disk hold one source's worth (plus the dedup set).
             for i, source in enumerate(recipe.sources):
                 with _naming(source):
-                    scan = _scan(recipe, source, info, dedup, ngrams, listing)
+                    parked = _park(_scan(recipe, source, info, dedup, ngrams, listing), work / f"scan-{i}")
                     config = recipe.source_config(source, str(work / str(i)))
                     built.append(run_build(config, log=_prefixed(log, source.name)).manifest)
                 if assembly is None:
                     assembly = Assembly(recipe, info, built[0], root)
-                assembly.add(source, scan, built[i], work / str(i))
+                assembly.add(source, _unpark(parked), built[i], work / str(i))
                 _move_rejects(work / str(i) / REJECTS, root / REJECTS)
                 shutil.rmtree(work / str(i))
         finally:
@@ -249,6 +274,22 @@ def run_recipe(
         write_json(root / MANIFEST, manifest)
         staged.commit()
     return BuildResult(Path(output), manifest)
+
+
+def _park(scan: Scan, path: Path) -> tuple[Path, list[str]]:
+    """Write the scan's arrays to scratch disk while the source builds (its workers fork from here)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, codes=scan.codes, keys=scan.keys, verdict=scan.verdict, validation=scan.validation)
+    return path, scan.names
+
+
+def _unpark(parked: tuple[Path, list[str]]) -> Scan:
+    path, names = parked
+    with np.load(path) as z:
+        scan = Scan(names, z["codes"], z["keys"], z["verdict"], z["validation"])
+    path.unlink()
+    return scan
 
 
 @contextlib.contextmanager

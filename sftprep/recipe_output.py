@@ -41,10 +41,15 @@ __all__ = ["CONTAMINATED", "DUPLICATE", "DUPLICATES", "KEEP", "UNREAD", "Assembl
 
 DUPLICATES = "duplicates.jsonl"
 SPLITS = ("train", "validation")
-# Rows copied out of the mapped scratch rows at a time. A page fault maps up to 64 KiB around
-# the page (fault-around), so a random row costs that much per buffer until released:
-# 256 rows bound the mapped pages to about 256 x 4 buffers x 64 KiB = 64 MiB.
+# Rows per output batch taken from the mapped scratch rows. A page fault maps up to 64 KiB
+# around the page (fault-around, which MADV_RANDOM does not stop on every kernel), so a
+# scattered row costs that much per buffer (about 15 of them) until released: 256 such rows
+# mapped up to 256 x 15 x 64 KiB = 240 MiB (measured: 241 MiB of file pages at 1M records),
+# so scattered rows are copied FAULT_ROWS at a time: about 30 MiB.
 TAKE_ROWS = 256
+FAULT_ROWS = 32
+# Rows whose columns are read before their pages are released, when the scan's verdicts are looked up.
+LOOKUP_ROWS = 1 << 14
 KEEP, DUPLICATE, CONTAMINATED, UNREAD = 0, 1, 2, 3  # a scanned record's verdict (UNREAD: left to the build)
 
 
@@ -172,23 +177,16 @@ class Assembly:
         for name in scan.names:
             self.source_of[name] = source.name
         mapped = _Mapped(directory, built)
-        table = mapped.table
-        files = pc.index_in(table["source_file"], value_set=pa.array(scan.names, pa.string()))
-        codes = (files.to_numpy(zero_copy_only=False).astype(np.uint64) << np.uint64(40)) | table[
-            "source_line"
-        ].to_numpy().astype(np.uint64)
-        at = np.searchsorted(scan.codes, codes)
-        assert np.array_equal(scan.codes[at], codes), "a built row has no scanned record"
-        verdict, keys, validation = scan.verdict[at], scan.keys[at], scan.validation[at]
-        assert not (verdict == UNREAD).any(), "a record the scan could not render was built"
+        verdict, validation, keys, lengths, trained = _lookup(scan, mapped)
         keep = verdict == KEEP
         train = np.flatnonzero(keep & ~validation)
         val = np.flatnonzero(keep & validation)
-        times = copies(keys[train], self.recipe.seed, source.weight)
-        order = {"train": train[train_order(keys[train], times, self.recipe.seed)], "validation": val}
-        lengths = pc.list_value_length(table["input_ids"]).to_numpy()
-        trained = table["num_trained_tokens"].to_numpy()
-        mapped.release()  # reading those columns touched pages all through the rows
+        del keep, validation
+        train_keys = keys[train]
+        del keys
+        times = copies(train_keys, self.recipe.seed, source.weight)
+        order = {"train": train[train_order(train_keys, times, self.recipe.seed)], "validation": val}
+        del train_keys
         c = built["counts"]
         stats: dict[str, Any] = {
             "name": source.name, "weight": source.weight, "template": built["template"],
@@ -203,6 +201,7 @@ class Assembly:
             stats[split] = {"examples": len(rows), "tokens": int(lengths[rows].sum()),
                             "trained_tokens": int(trained[rows].sum())}  # fmt: skip
             self._write(split, mapped, rows)
+        del order, lengths, trained
         accounted = (stats["rejected"] + stats["dropped_too_long"] + stats["duplicates"] + stats["contaminated"]
                      + len(train) + len(val))  # fmt: skip
         if accounted != stats["records_read"]:
@@ -215,8 +214,19 @@ class Assembly:
         batches = mapped.table.to_batches()  # zero-copy views of the memory-mapped shards
         starts = np.cumsum([0] + [b.num_rows for b in batches])
         for begin in range(0, len(rows), TAKE_ROWS):
-            writer.add(_take(batches, starts, rows[begin : begin + TAKE_ROWS]))
-            mapped.release()
+            part = rows[begin : begin + TAKE_ROWS]
+            if len(part) and part[-1] - part[0] == len(part) - 1:  # one run of rows: few pages
+                writer.add(_take(batches, starts, part))
+                mapped.release()
+                continue
+            # Scattered rows (the seeded order of repeats): each row faults in up to 64 KiB of
+            # each of its ~15 buffers, so they are copied FAULT_ROWS at a time, released in
+            # between, and joined into the same TAKE_ROWS-row batch as before.
+            pieces = []
+            for at in range(0, len(part), FAULT_ROWS):
+                pieces.append(_take(batches, starts, part[at : at + FAULT_ROWS]))
+                mapped.release()
+            writer.add(pa.Table.from_batches(pieces).combine_chunks().to_batches()[0])
 
     def finish(self, built: list[dict[str, Any]], ngrams: NgramIndex | None, listed: bool) -> dict[str, Any]:
         inputs = {
@@ -290,6 +300,43 @@ def source_table(manifest: dict[str, Any]) -> list[str]:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     return ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
             for r in rows]  # fmt: skip
+
+
+def _lookup(scan: Scan, mapped: _Mapped) -> tuple[np.ndarray, ...]:
+    """Per built row: the scan's verdict, split and key, and the row's tokens and trained tokens.
+
+    One record batch at a time, so the temporaries (codes, positions) stay the size of
+    a batch; what is kept is 1 + 1 + 8 + 4 + 4 bytes per row. Reading the columns maps
+    their pages (the file names of ``source_file`` alone are tens of bytes a row), so
+    they are released every ``LOOKUP_ROWS`` rows, not once at the end.
+    """
+    table = mapped.table
+    n = table.num_rows
+    verdict, validation = np.empty(n, np.int8), np.empty(n, bool)
+    keys, lengths, trained = np.empty(n, np.uint64), np.empty(n, np.int32), np.empty(n, np.int32)
+    names = pa.array(scan.names, pa.string())
+    begin = 0
+    for batch in table.to_batches():
+        end = begin + batch.num_rows
+        files = pc.index_in(batch.column("source_file"), value_set=names).to_numpy(zero_copy_only=False)
+        codes = files.astype(np.uint64) << np.uint64(40) | batch.column("source_line").to_numpy().astype(
+            np.uint64
+        )
+        at = np.searchsorted(scan.codes, codes)
+        assert np.array_equal(scan.codes[at], codes), "a built row has no scanned record"
+        verdict[begin:end], validation[begin:end], keys[begin:end] = (
+            scan.verdict[at],
+            scan.validation[at],
+            scan.keys[at],
+        )
+        lengths[begin:end] = pc.list_value_length(batch.column("input_ids")).to_numpy()
+        trained[begin:end] = batch.column("num_trained_tokens").to_numpy()
+        if begin // LOOKUP_ROWS != end // LOOKUP_ROWS:
+            mapped.release()
+        begin = end
+    mapped.release()
+    assert not (verdict == UNREAD).any(), "a record the scan could not render was built"
+    return verdict, validation, keys, lengths, trained
 
 
 def _take(batches: list[pa.RecordBatch], starts: np.ndarray, rows: np.ndarray) -> pa.RecordBatch:

@@ -69,6 +69,36 @@ def test_exact_dedup_remembers_keys():
     assert [dedup.seen(k) for k in (1, 2, 1, 3, 2)] == [False, False, True, False, True]
 
 
+def test_exact_dedup_in_batches_matches_a_python_set():
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 3000, size=20_000, dtype=np.uint64)  # many repeats, within and across batches
+    dedup, reference = ExactDedup(), set()
+    got = []
+    for begin in range(0, len(keys), 700):
+        got += dedup.seen_many(keys[begin : begin + 700]).tolist()
+    want = []
+    for k in keys.tolist():
+        want.append(k in reference)
+        reference.add(k)
+    assert got == want
+    assert len(dedup) == len(reference)
+
+
+def test_exact_dedup_keeps_8_bytes_per_key_in_few_runs():
+    """The set spanning sources is bounded: its keys' bytes, in O(log n) sorted arrays."""
+    dedup = ExactDedup()
+    rng = np.random.default_rng(0)
+    n = 0
+    for _ in range(300):
+        n += 4096
+        dedup.seen_many(rng.integers(0, 2**64 - 1, size=4096, dtype=np.uint64, endpoint=True))
+    assert len(dedup) == n  # random 64-bit keys: no collision at this size
+    assert dedup.nbytes == 8 * n
+    assert all(run.dtype == np.uint64 and run.flags.owndata for run in dedup.runs)
+    assert len(dedup.runs) <= 2 * int(np.log2(n))
+    assert all(np.all(run[1:] > run[:-1]) for run in dedup.runs)  # sorted, each key once
+
+
 def test_ngram_overlap_ignores_case_and_punctuation():
     index = NgramIndex(3)
     index.add("What is the capital of France?")
