@@ -55,6 +55,9 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/recipe.py
+	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) $(OUT) site .pytest_cache .ruff_cache .mypy_cache
