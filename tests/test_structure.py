@@ -125,6 +125,8 @@ def test_the_package_map_names_every_module():
     missing = [
         module
         for module in MODULES
-        if module != "sftprep" and module.rpartition(".")[2] not in text and module.removeprefix("sftprep.") not in text
+        if module != "sftprep"
+        and module.rpartition(".")[2] not in text
+        and module.removeprefix("sftprep.") not in text
     ]
     assert missing == []

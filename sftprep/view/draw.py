@@ -84,7 +84,9 @@ def rule(title: str, look: Look, line: str = "─", style: str = "header") -> li
     """
     style = look.style(style)
     lines = wrap(Text(line * 2 + " " + title + " ", style=style), look.width)
-    if look.width - lines[-1].cell_len < 2:  # a fold that fills the last line: the rule ends on a line of its own
+    if (
+        look.width - lines[-1].cell_len < 2
+    ):  # a fold that fills the last line: the rule ends on a line of its own
         lines.append(Text("", style=style))
     lines[-1].append(line * max(2, look.width - lines[-1].cell_len), style=style)
     return lines
