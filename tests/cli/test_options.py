@@ -63,7 +63,7 @@ def test_the_library_accepts_what_the_options_offer(module, name, ours):
 
 
 def test_template_roles_are_the_chat_formats_roles():
-    from sftprep.chat_formats import DEFAULT_ROLES
+    from sftprep.chat.formats import DEFAULT_ROLES
 
     assert tuple(sorted(set(DEFAULT_ROLES.values()))) == options.TEMPLATE_ROLES
 
