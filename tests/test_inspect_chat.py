@@ -201,3 +201,15 @@ def test_chat_rows_of_a_changed_template_are_shown_plain(tmp_path, tok, data_pat
         f"sftprep: cannot render the chat records again (the chat template '{template}' is not the one "
         "the build used (sha256)): chat rows are shown without roles\n"
     )
+
+
+def test_json_rows_name_their_turn(built, tok, data_path):
+    """--format json carries the ``turn`` column: the trained turn of a --turns each row, null otherwise."""
+    data = data_path("chat", "dummy_conversation.json")
+    each = built(tok("smollm-135m"), data, chat_template="chatml", turns="each")
+    stored = rows_of(each)
+    shown_rows = [json.loads(line) for line in run(each, "-a", "--format", "json").stdout.splitlines()]
+    assert [o["turn"] for o in shown_rows] == stored["turn"]
+    assert all(isinstance(t, int) for t in stored["turn"])
+    whole = built(tok("smollm-135m"), data, chat_template="chatml", turns="conversation")
+    assert {json.loads(line)["turn"] for line in run(whole, "-a", "--format", "json").stdout.splitlines()} == {None}

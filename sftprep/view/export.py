@@ -14,8 +14,8 @@ def row_json(row: Row, pieces: Pieces) -> dict[str, Any]:
     ``trained[j]`` is 1 when token ``j`` is a trained target (predicted, with loss,
     from position ``j - 1``); the same in every label convention. A packed row
     adds its packing columns as stored (``position_ids``, ``seq_lengths``, and
-    ``source_file``, ``source_line``, ``truncated``, ``boundary_adjusted`` as
-    lists), a padded row ``padding``, an example taken out of a packed row
+    ``source_file``, ``source_line``, ``truncated``, ``boundary_adjusted``, ``turn``
+    as lists), a padded row ``padding``, an example taken out of a packed row
     ``example`` (its index in the row), and a chat row whose messages are known
     ``turns``: ``{"example", "message", "role", "start", "stop"}`` token ranges.
     """
@@ -26,6 +26,8 @@ def row_json(row: Row, pieces: Pieces) -> dict[str, Any]:
         "source_line": row.source_line,
         "truncated": row.truncated,
         "boundary_adjusted": row.boundary_adjusted,
+        # The chat turn a --turns each row trains (null for pairs and whole conversations).
+        "turn": row.examples[0].turn if len(row.examples) == 1 else None,
         "num_trained_tokens": row.num_trained_tokens,
         "input_ids": ids,
         "tokens": pieces.vocab(ids) if pieces.tok else None,
@@ -58,7 +60,7 @@ def _parts(row: Row) -> dict[str, Any]:
         assert row.position_ids is not None
         out["position_ids"] = [int(p) for p in row.position_ids]
         out["seq_lengths"] = [e.stop - e.start for e in row.examples]
-        for name in ("source_file", "source_line", "truncated", "boundary_adjusted"):
+        for name in ("source_file", "source_line", "truncated", "boundary_adjusted", "turn"):
             out[name] = [getattr(e, name) for e in row.examples]
     if row.padding:
         out["padding"] = row.padding
