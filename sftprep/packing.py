@@ -52,6 +52,7 @@ from sftprep.labels import (
     turn_array,
     turn_values,
 )
+from sftprep.options import DEFAULT_BUFFER_EXAMPLES
 from sftprep.packed_rows import (
     PACKED_FIELDS,
     block_causal_mask,
@@ -94,8 +95,7 @@ __all__ = [
 # whole file at once; 4096 examples match whole-file packing on every dataset in
 # README "Packing". Memory: at most buffer_examples * max_length * 5 bytes of
 # tokens (int32 id + bool flag), in practice the mean example length instead of
-# max_length (about 2.3 MB for alpaca).
-DEFAULT_BUFFER_EXAMPLES = 4096
+# max_length (about 2.3 MB for alpaca). DEFAULT_BUFFER_EXAMPLES is declared in sftprep.options.
 CARRY_FRACTION = 4  # keep at most buffer_examples // 4 examples for the next round
 STRATEGY = "best-fit decreasing within a buffer of {n} examples, least-full rows carried over"
 

@@ -54,6 +54,7 @@ from sftprep.encode import (
     encode_rows,
 )
 from sftprep.errors import ConfigError, RecordError
+from sftprep.options import TRAIN_ON, TURNS
 from sftprep.tokenizer import TokenizerInfo
 
 __all__ = [
@@ -71,11 +72,10 @@ __all__ = [
     "special_tokens",
 ]
 
-TRAIN_ON = ("assistant", "last", "all")
-# How conversations become rows: ``conversation`` (one row, every turn as the whole render shows
-# it), ``each`` (one row per trained turn, rendered as when it is the last), ``auto`` (one row
-# where the template is prefix-stable for the conversation, ``each`` where it is not).
-TURNS = ("auto", "conversation", "each")
+# TRAIN_ON and TURNS (the choices, declared in sftprep.options): how conversations become rows:
+# ``conversation`` (one row, every turn as the whole render shows it), ``each`` (one row per
+# trained turn, rendered as when it is the last), ``auto`` (one row where the template is
+# prefix-stable for the conversation, ``each`` where it is not).
 # What encode() counts (the manifest and summary report these).
 COUNTS = (
     "truncated",

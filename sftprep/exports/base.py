@@ -42,9 +42,9 @@ from typing import Any
 import pyarrow as pa
 
 from sftprep.errors import ConfigError, InputError
+from sftprep.options import EXPORT_FORMATS, OUTPUT_FORMATS
 
-FORMATS = ("arrow", "parquet", "mds", "megatron")
-EXPORT_FORMATS = FORMATS[1:]
+FORMATS = OUTPUT_FORMATS  # --output-format's choices (sftprep.options); EXPORT_FORMATS are --to's
 DEFAULT_SPLIT = "train"
 SCHEMA_FILE = "schema.arrows"  # an Arrow IPC stream; not *.arrow, which names data shards
 CARD_FILE = "card.json"
