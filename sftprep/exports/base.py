@@ -42,13 +42,14 @@ from typing import Any
 import pyarrow as pa
 
 from sftprep.errors import ConfigError, InputError
+from sftprep.manifest import NAME as MANIFEST
+from sftprep.manifest import load_manifest, write_json
 from sftprep.options import EXPORT_FORMATS, OUTPUT_FORMATS
 
 FORMATS = OUTPUT_FORMATS  # --output-format's choices (sftprep.options); EXPORT_FORMATS are --to's
 DEFAULT_SPLIT = "train"
 SCHEMA_FILE = "schema.arrows"  # an Arrow IPC stream; not *.arrow, which names data shards
 CARD_FILE = "card.json"
-MANIFEST = "manifest.json"
 # format -> (the extra that installs its writer, the modules it needs)
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "parquet": ("parquet", ("matplotlib", "yaml")),
@@ -110,15 +111,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         InputError: no manifest.json (an incomplete build, or not a build).
     """
     path = Path(directory) / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         raise InputError(
             f"{directory}: no manifest.json: an incomplete build (interrupted?) or not an sftprep build"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(data, dict) or "shards" not in data:
+        )
+    data = load_manifest(path)  # InputError when it cannot be read or is not JSON
+    if data is None or "shards" not in data:
         raise InputError(f"{path}: not an sftprep manifest")
     return data
 
@@ -239,7 +237,7 @@ def write_splits(
     _write_schema(target / SCHEMA_FILE, schema)
     new = dict(manifest, output_format=fmt, shards=files)
     facts = card.facts(new, stats)
-    _write_json(target / CARD_FILE, facts)
+    write_json(target / CARD_FILE, facts)
     if fmt == "parquet":
         described = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
         features = {name: described[name] for name in schema.names if name in described}
@@ -282,19 +280,13 @@ def write_format(source: Path, target: Path, manifest: dict[str, Any], fmt: str)
         for name in ("rejects.jsonl", "tokenizer.json"):
             if (source / name).is_file():
                 shutil.copyfile(source / name, target / name)
-    _write_json(target / MANIFEST, new)
+    write_json(target / MANIFEST, new)
     return new
 
 
 def _write_schema(path: Path, schema: pa.Schema) -> None:
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema):
         pass
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from sftprep.writer import write_json
-
-    write_json(path, data)
 
 
 def convert_staged(directory: Path, fmt: str) -> dict[str, Any]:
