@@ -50,8 +50,9 @@ class TokenizerInfo:
         head_ids / tail_ids: the ids the post-processor puts before and after
             a single sequence (``[1]`` / ``[]`` for Mistral's ``<s>``).
         added_markers: tokens sftprep added (template markers, a new EOS).
-        source_json: the tokenizer's JSON as parsed at load, so that the encoder's
-            piece-length table need not serialize and parse it again; not pickled.
+        source_text: the tokenizer's JSON text as read at load, so that the encoder's
+            piece-length table need not serialize it again (:attr:`source_json` parses it
+            when first asked: chat builds never need it); not pickled.
     """
 
     tokenizer: Tokenizer
@@ -64,10 +65,19 @@ class TokenizerInfo:
     head_ids: list[int] = field(default_factory=list)
     tail_ids: list[int] = field(default_factory=list)
     added_markers: list[str] = field(default_factory=list)
-    source_json: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    source_text: str | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "source_json": None}
+        state = {**self.__dict__, "source_text": None}
+        state.pop("_source_json", None)
+        return state
+
+    @property
+    def source_json(self) -> dict[str, Any] | None:
+        """The tokenizer's JSON as loaded from disk, parsed once (None when not kept)."""
+        if "_source_json" not in self.__dict__:
+            self.__dict__["_source_json"] = None if self.source_text is None else json.loads(self.source_text)
+        return self.__dict__["_source_json"]
 
     @property
     def vocab_size(self) -> int:
@@ -266,7 +276,6 @@ def load_tokenizer(spec: str | None, eos: str | None = None) -> TokenizerInfo:
     try:
         raw = json_path.read_bytes()
         text = raw.decode("utf-8")
-        data = json.loads(text)
         tok = Tokenizer.from_str(_untrimmed(text))
     except Exception as exc:  # tokenizers raises plain Exception on bad files
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -287,7 +296,7 @@ def load_tokenizer(spec: str | None, eos: str | None = None) -> TokenizerInfo:
         bos_token=pick("bos_token"),
         eos_token=pick("eos_token"),
         pad_token=pick("pad_token"),
-        source_json=data,
+        source_text=text,
     )
     if eos is not None:
         info.add_special_tokens([eos])
