@@ -23,8 +23,10 @@ The library behind the ``sftprep`` command. A map of the package, in the order d
 - ``writer`` (Arrow shards, atomically), ``storage`` (URLs through fsspec), ``manifest``
   (the output contract: ``manifest.json``), ``digest`` (``content_sha256`` of the rows),
   ``merge`` (slices of ``--num-shards`` -> one build), ``arrays`` (numpy <-> Arrow).
-- Recipes (many sources, one dataset): ``recipe`` (the file), ``recipe_build`` (scan,
-  build, assemble), ``recipe_output``, ``mixture`` (keys, split, weights), ``dedup``.
+- Recipes (many sources, one dataset): ``recipe`` (the file), ``recipe_build`` (build and
+  scan each source, assemble), ``recipe_scan`` (content keys taken while a source builds,
+  duplicates, the split), ``recipe_output`` (assembly), ``mixture`` (keys, split, weights),
+  ``dedup``.
 - ``exports/``: formats other trainers read: ``base`` (the shared contract), ``parquet``,
   ``mds``, ``megatron``, ``card`` (the dataset card).
 

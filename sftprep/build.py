@@ -53,7 +53,14 @@ from sftprep.templates import (
     Template,
 )
 from sftprep.tokenizer import load_tokenizer
-from sftprep.transform import BatchResult, BatchTransform, Counts, bind_transform, resolve_templates
+from sftprep.transform import (
+    BatchResult,
+    BatchTransform,
+    Counts,
+    Examples,
+    bind_transform,
+    resolve_templates,
+)
 from sftprep.writer import ShardWriter, with_metadata
 
 __all__ = ["BuildConfig", "BuildResult", "check_rejected", "default_workers", "run_build"]
@@ -154,6 +161,7 @@ def run_build(
     log: Callable[[str], None] | None = None,
     advance: Callable[[int], None] | None = None,
     total_bytes: Callable[[int | None], None] | None = None,
+    examples: Examples | None = None,
 ) -> BuildResult:
     """Run one build and return where it went and its manifest.
 
@@ -162,6 +170,8 @@ def run_build(
         log: called with one-line notes for the user (stderr in the CLI).
         advance: called with the number of input bytes consumed since last call.
         total_bytes: called once with the total input size (None if unknown).
+        examples: what to learn about every record beside its rows (a recipe's content keys):
+            ``examples.keyer`` runs with the transform, ``examples.add`` here, in input order.
 
     Raises:
         SftprepError: any problem, already phrased for the user.
@@ -186,6 +196,7 @@ def run_build(
         rejects = _Rejects(config, staged.path)
         stream = _Stream(config, info, (template, chat_spec), staged, rejects, progress)
         stream.inputs_size = size
+        stream.examples = examples
         try:
             with _fewer_gc_pauses():
                 stream.run(inputs, engine)
@@ -253,6 +264,7 @@ class _Stream:
         )
         self.pad_id = pad_id_for(info)
         self.counts = Counts()
+        self.examples: Examples | None = None  # see run_build
         self.inputs_size: int | None = None  # for the exploded-mode estimate
         self.digest = RowDigest(self.schema)
 
@@ -268,9 +280,14 @@ class _Stream:
             first = next((r for r in batch if r.error is None), None)
             if first is None:
                 if in_slice(index, self.config):
-                    self._take(untransformed(batch))
+                    result = untransformed(batch)
+                    if self.examples is not None:
+                        result.examples = self.examples.keyer(batch, [None] * len(batch))
+                    self._take(result)
                 continue
-            transform = Located(self._bind(first))
+            bound = self._bind(first)
+            bound.keyer = self.examples.keyer if self.examples is not None else None
+            transform = Located(bound)
             sample = None
             if self.config.mode == "exploded":
                 sample = transform(batch)
@@ -329,6 +346,8 @@ class _Stream:
     def _take(self, result: BatchResult) -> None:
         for record, error in result.rejects:
             self.rejects.handle(record, error)
+        if self.examples is not None:
+            self.examples.add(result.examples)
         for out in result.batches:
             self._write(self.packer.add_rows(out) if self.packer is not None else [out])
         self.counts.add(result.counts)

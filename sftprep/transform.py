@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -72,11 +72,30 @@ class Counts:
         return data
 
 
+# What a build may also ask of each batch, beside its rows: a function of the batch's records
+# and what each became (its prepared item, None if it was not rendered), run where the transform
+# runs; its result travels back with the batch (``BatchResult.examples``). Recipes key their
+# examples this way (:mod:`sftprep.recipe_scan`) instead of rendering every record twice.
+ExampleKeyer = Callable[[list[Record], list[Any]], Any]
+
+
+class Examples(Protocol):
+    """What a build learns about every record beside its rows (``run_build(examples=...)``)."""
+
+    @property
+    def keyer(self) -> ExampleKeyer:
+        """Runs with the transform: pickled to worker processes and Ray."""
+
+    def add(self, found: Any) -> None:
+        """One batch's ``keyer`` result, in the build's process, batches in input order."""
+
+
 @dataclass
 class BatchResult:
     batches: list[pa.RecordBatch]
     rejects: list[tuple[Record, RecordError]]
     counts: Counts
+    examples: Any = None  # what the transform's ``keyer`` made of the batch, if it has one
 
 
 class BatchTransform:
@@ -91,6 +110,7 @@ class BatchTransform:
         self.mode = mode
         self.labels = labels
         self.schema = schema
+        self.keyer: ExampleKeyer | None = None  # set by a build that asks for it (see ExampleKeyer)
 
     def prepare(self, record: Record) -> Any:
         raise NotImplementedError
@@ -114,6 +134,12 @@ class BatchTransform:
                 errors[i] = exc
                 continue
             good.append(i)
+        examples = None
+        if self.keyer is not None:
+            prepared: list[Any] = [None] * len(records)
+            for i, item in zip(good, items, strict=True):
+                prepared[i] = item
+            examples = self.keyer(records, prepared)
         enc = self.encode(items)
         for j, reason, message in enc.rejected:
             i = good[j]
@@ -133,7 +159,7 @@ class BatchTransform:
         counts.tokens = int(enc.offsets[-1])
         counts.trained_tokens = _trained(out, self.mode)
         rejects = [(records[i], errors[i]) for i in sorted(errors)]
-        return BatchResult(out, rejects, counts)
+        return BatchResult(out, rejects, counts, examples)
 
 
 class PairTransform(BatchTransform):

@@ -212,4 +212,6 @@ def test_json_rows_name_their_turn(built, tok, data_path):
     assert [o["turn"] for o in shown_rows] == stored["turn"]
     assert all(isinstance(t, int) for t in stored["turn"])
     whole = built(tok("smollm-135m"), data, chat_template="chatml", turns="conversation")
-    assert {json.loads(line)["turn"] for line in run(whole, "-a", "--format", "json").stdout.splitlines()} == {None}
+    assert {
+        json.loads(line)["turn"] for line in run(whole, "-a", "--format", "json").stdout.splitlines()
+    } == {None}
