@@ -177,7 +177,12 @@ class Assembly:
         for name in scan.names:
             self.source_of[name] = source.name
         mapped = _Mapped(directory, built)
-        verdict, validation, keys, lengths, trained = _lookup(scan, mapped)
+        verdict, validation, keys, lengths, trained, first = _lookup(scan, mapped)
+        # An example is a record; it is one row, or one per trained turn (--turns each), which
+        # share its verdict, split and copies and stay together in the order.
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, len(first)))
+        verdict, validation, keys = verdict[starts], validation[starts], keys[starts]
         keep = verdict == KEEP
         train = np.flatnonzero(keep & ~validation)
         val = np.flatnonzero(keep & validation)
@@ -185,8 +190,9 @@ class Assembly:
         train_keys = keys[train]
         del keys
         times = copies(train_keys, self.recipe.seed, source.weight)
-        order = {"train": train[train_order(train_keys, times, self.recipe.seed)], "validation": val}
-        del train_keys
+        examples = {"train": train[train_order(train_keys, times, self.recipe.seed)], "validation": val}
+        order = {split: _rows_of(starts, counts, chosen) for split, chosen in examples.items()}
+        del train_keys, examples, starts, counts
         c = built["counts"]
         stats: dict[str, Any] = {
             "name": source.name, "weight": source.weight, "template": built["template"],
@@ -302,8 +308,16 @@ def source_table(manifest: dict[str, Any]) -> list[str]:
             for r in rows]  # fmt: skip
 
 
+def _rows_of(starts: np.ndarray, counts: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    """The rows of these examples, in their order (example ``e`` is ``counts[e]`` rows from ``starts[e]``)."""
+    n = counts[examples]
+    within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    return np.repeat(starts[examples], n) + within
+
+
 def _lookup(scan: Scan, mapped: _Mapped) -> tuple[np.ndarray, ...]:
-    """Per built row: the scan's verdict, split and key, and the row's tokens and trained tokens.
+    """Per built row: the scan's verdict, split and key, the row's tokens and trained tokens, and
+    whether it is its record's first row (a conversation built one row per turn has several).
 
     One record batch at a time, so the temporaries (codes, positions) stay the size of
     a batch; what is kept is 1 + 1 + 8 + 4 + 4 bytes per row. Reading the columns maps
@@ -314,8 +328,9 @@ def _lookup(scan: Scan, mapped: _Mapped) -> tuple[np.ndarray, ...]:
     n = table.num_rows
     verdict, validation = np.empty(n, np.int8), np.empty(n, bool)
     keys, lengths, trained = np.empty(n, np.uint64), np.empty(n, np.int32), np.empty(n, np.int32)
+    first = np.empty(n, bool)
     names = pa.array(scan.names, pa.string())
-    begin = 0
+    begin, last = 0, np.uint64(2**64 - 1)
     for batch in table.to_batches():
         end = begin + batch.num_rows
         files = pc.index_in(batch.column("source_file"), value_set=names).to_numpy(zero_copy_only=False)
@@ -324,6 +339,8 @@ def _lookup(scan: Scan, mapped: _Mapped) -> tuple[np.ndarray, ...]:
         )
         at = np.searchsorted(scan.codes, codes)
         assert np.array_equal(scan.codes[at], codes), "a built row has no scanned record"
+        first[begin:end] = codes != np.concatenate([[last], codes[:-1]])
+        last = codes[-1] if len(codes) else last
         verdict[begin:end], validation[begin:end], keys[begin:end] = (
             scan.verdict[at],
             scan.validation[at],
@@ -336,7 +353,7 @@ def _lookup(scan: Scan, mapped: _Mapped) -> tuple[np.ndarray, ...]:
         begin = end
     mapped.release()
     assert not (verdict == UNREAD).any(), "a record the scan could not render was built"
-    return verdict, validation, keys, lengths, trained
+    return verdict, validation, keys, lengths, trained, first
 
 
 def _take(batches: list[pa.RecordBatch], starts: np.ndarray, rows: np.ndarray) -> pa.RecordBatch:

@@ -79,3 +79,57 @@ exact = true
         ("b", 2),
     ]
     assert manifest["counts"]["records_read"] == 6 and manifest["counts"]["examples_written"] == 3
+
+
+def test_a_conversation_built_one_row_per_turn_is_one_example(tmp_path, tokenizer_path):
+    """Qwen3's template is not prefix-stable: each conversation becomes one row per assistant turn.
+    The conversation is still one example: counted once, in one split, repeated whole."""
+
+    def chat(i: int, turns: int) -> dict:
+        messages = []
+        for t in range(turns):
+            messages += [{"role": "user", "content": f"question {i}.{t}?"},
+                         {"role": "assistant", "content": f"answer {i}.{t}"}]  # fmt: skip
+        return {"messages": messages}
+
+    _jsonl(tmp_path / "chat.jsonl", [chat(i, 1 + i % 3) for i in range(12)])
+    (tmp_path / "r.toml").write_text(
+        f"""
+tokenizer = "{tokenizer_path("qwen3")}"
+seed = 5
+[[sources]]
+path = "chat.jsonl"
+weight = 2
+[split]
+validation = 3
+""",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    manifest = run_recipe(load_recipe(str(tmp_path / "r.toml")), str(out)).manifest
+    (source,) = manifest["sources"]
+    assert (source["records_read"], source["unique_train"], source["rejected"]) == (12, 9, 0)
+    rows = {split: _rows(out / split).to_pydict() for split in ("train", "validation")}
+    turns = {
+        split: sorted(set(zip(r["source_line"], r["turn"], strict=True)), key=lambda x: (x[0], x[1] or 0))
+        for split, r in rows.items()
+    }
+    lines = {split: {line for line, _ in t} for split, t in turns.items()}
+    assert len(lines["validation"]) == 3 and not lines["train"] & lines["validation"]
+
+    def expected(line: int) -> list[tuple[int, int | None]]:  # one row, or one per assistant turn
+        n = 1 + (line - 1) % 3
+        return [(line, None)] if n == 1 else [(line, 2 * k + 1) for k in range(n)]
+
+    for split, t in turns.items():  # every row of each conversation in the split, and in no other
+        assert t == sorted(
+            (row for line in lines[split] for row in expected(line)), key=lambda x: (x[0], x[1] or 0)
+        )
+    # weight 2: each train conversation's rows twice, the rows of one copy together
+    runs = [
+        line
+        for i, line in enumerate(rows["train"]["source_line"])
+        if i == 0 or rows["train"]["source_line"][i - 1] != line
+    ]
+    assert sorted(runs) == sorted(2 * list(lines["train"]))
+    assert source["train"]["examples"] == 2 * sum(len(expected(line)) for line in lines["train"])
