@@ -216,7 +216,7 @@ class ChatEncoder:
             RecordError: the conversation would be rejected (same reasons as :meth:`encode`).
         """
         try:
-            plans = self.planner.plans(conversation)
+            plans = self.planner.plans(conversation, all_ends=True)
         except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None
         return [self._layout(conversation, plan, where) for plan in plans]
@@ -229,9 +229,9 @@ class ChatEncoder:
         """
         try:
             plan = (
-                self.planner.plans(conversation)[0]
+                self.planner.plans(conversation, all_ends=True)[0]
                 if self.turns != "each"
-                else self.planner.whole(conversation)
+                else self.planner.whole(conversation, all_ends=True)
             )
         except RowRejected as exc:
             raise RecordError(where, exc.reason, str(exc)) from None

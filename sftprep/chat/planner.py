@@ -108,20 +108,23 @@ class TurnPlanner:
                 "template_error", f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from None
 
-    def plans(self, conversation: Conversation) -> list[Plan]:
-        """The rows of one conversation: one, or one per trained turn (see ``TURNS``)."""
+    def plans(self, conversation: Conversation, all_ends: bool = False) -> list[Plan]:
+        """The rows of one conversation: one, or one per trained turn (see ``TURNS``).
+
+        ``all_ends``: find where every message ends, for display (see :meth:`whole`).
+        """
         self._memo = ({}, conversation.messages, conversation.tools)
         try:
-            return self._plans_of(conversation)
+            return self._plans_of(conversation, all_ends)
         finally:
             self._memo = None
 
-    def _plans_of(self, conversation: Conversation) -> list[Plan]:
+    def _plans_of(self, conversation: Conversation, all_ends: bool) -> list[Plan]:
         if self.turns == "each":
             plans = self._each(conversation)
         else:
             try:
-                plans = [self.whole(conversation)]
+                plans = [self.whole(conversation, all_ends)]
             except RowRejected as exc:
                 if exc.reason not in _UNSTABLE or self.train_on == "all":
                     raise
@@ -199,8 +202,14 @@ class TurnPlanner:
             spans[k] = (len(header), close + len(eos or ""), found + len(core))
         return Plan(full, trained, ends, [False] * len(messages), spans)
 
-    def whole(self, conversation: Conversation) -> Plan:
-        """One row of the whole conversation (the template must be prefix-stable for it)."""
+    def whole(self, conversation: Conversation, all_ends: bool = False) -> Plan:
+        """One row of the whole conversation (the template must be prefix-stable for it).
+
+        Where a message that is not the assistant's ends is rendered for only with ``all_ends``
+        (inspect shows it) or when every message is trained (``train_on=all``): the masks do
+        not read it, and the header of each assistant turn already proves that the messages
+        before it render as the whole conversation shows them (:meth:`_header`).
+        """
         messages = list(conversation.messages)
         if not messages:
             raise RowRejected("empty_conversation", "the conversation has no message")
@@ -212,6 +221,11 @@ class TurnPlanner:
         soft: list[bool] = []
         spans: dict[int, tuple[int, int, int]] = {}
         for k, message in enumerate(messages):
+            if message["role"] != "assistant" and not all_ends and self.train_on != "all":
+                self._check_rendered(message, k, full)
+                ends.append(None)
+                soft.append(False)
+                continue
             end = self._message_end(messages, k, tools, full, need=message["role"] == "assistant")
             ends.append(end[0])
             soft.append(end[1])
@@ -320,15 +334,19 @@ class TurnPlanner:
                 f"{shorter[end : end + 40]!r} becomes {longer[end : end + 40]!r} (the template rewrites "
                 "earlier turns, so no mask is exact)",
             )
+        self._check_rendered(message, k, full)
+        if shorter is None or end is None:
+            return None, True
+        return end, end < len(shorter)
+
+    def _check_rendered(self, message: dict[str, Any], k: int, full: str) -> None:
+        core = answer_of(message)
         if core and core not in full:
             raise RowRejected(
                 "message_not_rendered",
                 f"message {k} ({message['role']}): its text is not in the rendered conversation "
                 f"(the template '{self.template.name}' drops or rewrites it)",
             )
-        if shorter is None or end is None:
-            return None, True
-        return end, end < len(shorter)
 
     def _with_prompt(self, messages, tools, rendered: str) -> str:
         """``render(messages, add_generation_prompt=True)``, given ``rendered`` without it.
