@@ -73,29 +73,30 @@ class ByteLevelOffsets:
         """The ``(n, 2)`` character offsets of ``ids`` in ``text``, or None if they cannot be told."""
         if self.nfc and not unicodedata.is_normalized("NFC", text):
             return None
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = np.asarray(ids)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self.lengths)):
             return None
-        if (self.lengths[ids] < 0).any() and not self._learn(ids):
-            return None
-        ends = np.cumsum(self.lengths[ids])
-        out = np.empty((len(ids), 2), dtype=np.int64)
-        if text.isascii():
-            if (ends[-1] if len(ends) else 0) != len(text):
+        lengths = self.lengths[ids]
+        if len(lengths) and lengths.min() < 0:
+            if not self._learn(ids):
                 return None
-            out[:, 1] = ends
-            out[:, 0] = ends - self.lengths[ids]
-            return out
+            lengths = self.lengths[ids]
+        out = np.empty((len(ids), 2), dtype=np.int64)
+        ends = np.cumsum(lengths, out=out[:, 1])
+        total = int(ends[-1]) if len(ends) else 0
+        starts = np.subtract(ends, lengths, out=out[:, 0])
+        if text.isascii():
+            return out if total == len(text) else None
         data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        if (ends[-1] if len(ends) else 0) != len(data):
-            return None
-        char_of_byte = np.cumsum((data & 0xC0) != 0x80) - 1  # the character each byte belongs to
-        starts = ends - self.lengths[ids]
-        if (starts >= len(data)).any():  # an empty token at the very end: nothing to map it to
-            return None
-        out[:, 0] = char_of_byte[starts]
-        out[:, 1] = char_of_byte[np.maximum(ends - 1, 0)] + 1
+        if total != len(data) or (len(starts) and starts[-1] >= len(data)):
+            return None  # (an empty token at the very end: nothing to map it to)
+        # The character of byte p is p less the continuation bytes up to p (a token that
+        # holds part of a multi-byte character reports that whole character).
+        tails = np.flatnonzero((data & 0xC0) == 0x80)
+        last = np.maximum(ends - 1, 0)
         empty = ends == starts
+        out[:, 0] = starts - np.searchsorted(tails, starts, side="right")
+        out[:, 1] = last - np.searchsorted(tails, last, side="right") + 1
         if empty.any():  # an empty token sits at its start, as the tokenizer reports it
             out[empty, 1] = out[empty, 0]
         return out
